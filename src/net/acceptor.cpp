@@ -1,0 +1,108 @@
+#include "net/acceptor.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "log/log.h"
+#include "net/session.h"
+#include "net/worker.h"
+
+namespace balance::net {
+namespace {
+
+constexpr int kAcceptBatch = 64;     // accepts per wake-up, so one busy listener cannot starve relays
+constexpr uint64_t kPauseMs = 100;   // listening pause when descriptors are exhausted
+
+Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+
+}  // namespace
+
+Acceptor::Acceptor(Worker& worker, int listen_fd) : worker_(worker), listen_fd_(listen_fd), spare_(open_spare()) {
+  resume();
+}
+
+Acceptor::~Acceptor() {
+  worker_.loop().timers().cancel(pause_timer_);
+  if (listening_) worker_.loop().remove(listen_fd_);
+}
+
+void Acceptor::on_events(uint32_t) {
+  for (int i = 0; i < kAcceptBatch && listening_; ++i) {
+    if (!accept_one()) break;
+  }
+}
+
+// Accepts one client; false when there is nothing more to accept now.
+bool Acceptor::accept_one() {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  Fd fd(::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (!fd) {
+    switch (errno) {
+      case EAGAIN:
+        return false;
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+        return true;  // that client is gone or refused by a firewall rule: next one
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        shed_one();
+        return false;
+      default:
+        log::write(log::Level::Error, "accept: %s", std::strerror(errno));
+        pause();
+        return false;
+    }
+  }
+  auto& header = worker_.shared().table.header;
+  header.accepted_total.fetch_add(1, std::memory_order_relaxed);
+  // A v4 client of the dual-stack listener arrives v4-mapped: treat it as the v4 address it is.
+  const auto peer = core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  auto session = std::make_unique<Session>(worker_, std::move(fd), peer.value_or(core::Endpoint{}).unmapped());
+  Session& s = *session;
+  worker_.adopt(std::move(session));
+  s.start();
+  return true;
+}
+
+// Out of descriptors: close the waiting client at once with the spare descriptor's slot.
+void Acceptor::shed_one() {
+  auto& header = worker_.shared().table.header;
+  if (spare_) {
+    spare_.reset();
+    Fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+    if (victim) header.refused_total.fetch_add(1, std::memory_order_relaxed);
+    victim.reset();
+    spare_ = open_spare();
+  }
+  log::write(log::Level::Warning, "out of file descriptors: shedding new connections");
+  if (!spare_) pause();  // not even the spare: wait for descriptors to free up
+}
+
+void Acceptor::pause() {
+  if (!listening_) return;
+  worker_.loop().remove(listen_fd_);
+  listening_ = false;
+  const uint64_t when = worker_.loop().now_ms() + kPauseMs;
+  worker_.loop().timers().schedule(pause_timer_, when, [this] {
+    if (!spare_) spare_ = open_spare();
+    resume();
+  });
+}
+
+void Acceptor::resume() {
+  if (listening_) return;
+  worker_.loop().add(listen_fd_, EPOLLIN | EPOLLEXCLUSIVE, *this);
+  listening_ = true;
+}
+
+}  // namespace balance::net

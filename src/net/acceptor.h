@@ -1,0 +1,36 @@
+// Accepts clients on the listening socket shared by all workers (EPOLLEXCLUSIVE: one worker
+// is woken per new connection) and hands each to a new Session on this worker.
+//
+// Descriptor exhaustion (EMFILE/ENFILE) never spins: a spare descriptor is given up to accept
+// and close the waiting client at once (it sees a clean close, not a hang), and if even that
+// fails the acceptor stops listening for a short pause.
+#pragma once
+
+#include "net/fd.h"
+#include "net/loop.h"
+#include "net/timer_wheel.h"
+
+namespace balance::net {
+
+class Worker;
+
+class Acceptor final : public Watch {
+ public:
+  Acceptor(Worker& worker, int listen_fd);
+  ~Acceptor();
+  void on_events(uint32_t events) override;
+
+ private:
+  bool accept_one();
+  void shed_one();
+  void pause();
+  void resume();
+
+  Worker& worker_;
+  int listen_fd_;
+  Fd spare_;
+  bool listening_ = false;
+  TimerHook pause_timer_;
+};
+
+}  // namespace balance::net

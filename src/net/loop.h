@@ -1,0 +1,70 @@
+// One epoll event loop, run by one worker thread (the muduo/Redis reactor shape).
+//
+// Threading contract: everything here runs on the loop's own thread, except stop() and
+// wakeup(), which any thread may call. assert_in_loop_thread() checks that in debug builds.
+//
+// Lifetime: a Watch is embedded in its owner; the owner removes it (remove()) before it dies.
+// Owners never delete themselves inside a callback: they ask defer() for a task that runs once
+// the current batch of events is done, so no event of the batch can reach a dead owner.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "net/fd.h"
+#include "net/timer_wheel.h"
+
+namespace balance::net {
+
+// Receives readiness events for one descriptor.
+class Watch {
+ public:
+  virtual void on_events(uint32_t events) = 0;
+
+ protected:
+  ~Watch() = default;
+};
+
+class EventLoop {
+ public:
+  EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  void add(int fd, uint32_t events, Watch& watch);
+  void modify(int fd, uint32_t events, Watch& watch);
+  void remove(int fd);
+
+  // Runs until stop(); then returns.
+  void run();
+  // Any thread: makes run() return after its current batch.
+  void stop();
+
+  // Runs `task` on this thread once the current batch of events has been handled.
+  void defer(std::function<void()> task);
+
+  TimerWheel& timers() { return timers_; }
+  // Monotonic milliseconds, refreshed once per batch (cheap enough to call per event).
+  uint64_t now_ms() const { return now_ms_; }
+  static uint64_t clock_ms();
+
+  void assert_in_loop_thread() const;
+
+ private:
+  void run_deferred();
+
+  Fd epoll_;
+  Fd wake_fd_;
+  std::atomic<bool> stopping_{false};
+  uint64_t now_ms_;
+  TimerWheel timers_;
+  std::vector<std::function<void()>> deferred_;
+  std::thread::id thread_id_;
+};
+
+}  // namespace balance::net

@@ -1,0 +1,128 @@
+#include "net/relay.h"
+
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace balance::net {
+
+void Side::note(uint32_t events) {
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (events & EPOLLPRI) urgent = true;
+}
+
+PumpStatus Direction::fail(int err) {
+  error_ = err;
+  return PumpStatus::Failed;
+}
+
+// Sends what is buffered, then a waiting urgent byte. Waiting while the destination is full.
+PumpStatus Direction::flush() {
+  while (pending_len_ > 0) {
+    if (!dst_.writable) return PumpStatus::Waiting;
+    const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, pending_len_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return fail(errno);
+      dst_.writable = false;
+      return PumpStatus::Waiting;
+    }
+    pending_off_ += static_cast<size_t>(n);
+    pending_len_ -= static_cast<size_t>(n);
+    if (pending_len_ > 0) dst_.writable = false;  // a short write: the send buffer is full
+  }
+  pending_.reset();  // nothing in flight: give the memory back
+  pending_off_ = 0;
+  if (have_urgent_) {
+    if (!dst_.writable) return PumpStatus::Waiting;
+    const ssize_t n = ::send(dst_.fd.get(), &urgent_byte_, 1, MSG_OOB | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) return fail(errno);
+      dst_.writable = false;
+      return PumpStatus::Waiting;
+    }
+    have_urgent_ = false;
+  }
+  return PumpStatus::Done;
+}
+
+// At the urgent mark, takes the urgent byte out of band, so it is forwarded in its place in the
+// stream. Returns true when a byte was taken.
+bool Direction::fetch_urgent() {
+  int at_mark = 0;
+  if (::ioctl(src_.fd.get(), SIOCATMARK, &at_mark) != 0 || !at_mark) return false;
+  const ssize_t n = ::recv(src_.fd.get(), &urgent_byte_, 1, MSG_OOB);
+  if (n == 1) {
+    have_urgent_ = true;
+    src_.urgent = false;
+    return true;
+  }
+  // EINVAL: no urgent byte (already taken, or it was inline); EAGAIN: not here yet.
+  if (n < 0 && errno == EINVAL) src_.urgent = false;
+  return false;
+}
+
+PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump) {
+  for (;;) {
+    const PumpStatus flushed = flush();
+    if (flushed != PumpStatus::Done) return flushed;
+    if (eof_) {
+      if (!shut_) {
+        ::shutdown(dst_.fd.get(), SHUT_WR);
+        shut_ = true;
+      }
+      return PumpStatus::Done;
+    }
+    if (!src_.readable) return PumpStatus::Waiting;
+    if (src_.urgent && fetch_urgent()) continue;
+
+    const ssize_t n = ::recv(src_.fd.get(), scratch.data.get(), ScratchBuffer::kSize, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        src_.readable = false;
+        return PumpStatus::Waiting;
+      }
+      return fail(errno);
+    }
+    const size_t len = static_cast<size_t>(n);
+    if (dump) log::dump(dump_as_, scratch.data.get(), len);
+    if (len == 0) {
+      eof_ = true;
+      continue;
+    }
+    moved_ = true;
+    if (counter) counter->fetch_add(len, std::memory_order_relaxed);
+    // A short read drained the socket: skip the read that would only say EAGAIN, unless an
+    // end of stream or urgent byte may be waiting behind it (no new edge would announce it).
+    if (len < ScratchBuffer::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+
+    ssize_t sent = 0;
+    if (dst_.writable) {
+      sent = ::send(dst_.fd.get(), scratch.data.get(), len, MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno != EAGAIN && errno != EINTR) return fail(errno);
+        sent = 0;
+      }
+    }
+    if (static_cast<size_t>(sent) < len) {
+      dst_.writable = false;
+      pending_.reset(new unsigned char[len - static_cast<size_t>(sent)]);
+      std::memcpy(pending_.get(), scratch.data.get() + sent, len - static_cast<size_t>(sent));
+      pending_len_ = len - static_cast<size_t>(sent);
+    }
+  }
+}
+
+bool Direction::moved_since_last_check() {
+  const bool m = moved_;
+  moved_ = false;
+  return m;
+}
+
+}  // namespace balance::net

@@ -1,0 +1,76 @@
+// Moving the bytes of one direction of a proxied connection, from a source socket to a
+// destination socket: non-blocking, edge-triggered, with back-pressure, half-close and urgent
+// (out-of-band) data forwarded as urgent data.
+//
+// Memory: data is read into the worker's scratch buffer and written on at once; only what the
+// destination does not take is copied into a buffer of the direction's own, and while that
+// buffer is not empty the source is not read (back-pressure). So an idle connection holds no
+// buffer, and a slow peer costs at most one scratch-buffer's worth per direction.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "log/dump.h"
+#include "net/fd.h"
+
+namespace balance::net {
+
+// One socket of a proxied connection and what epoll last told us about it (edge-triggered:
+// a flag stays set until a syscall says EAGAIN).
+struct Side {
+  Fd fd;
+  bool readable = true;
+  bool writable = true;
+  bool hangup = false;  // EPOLLRDHUP/HUP/ERR seen: read on to the end, a short read is not "empty"
+  bool urgent = false;  // EPOLLPRI seen: urgent data is on its way or waiting
+
+  // Folds epoll events into the flags.
+  void note(uint32_t events);
+};
+
+struct ScratchBuffer {
+  static constexpr size_t kSize = 64 * 1024;
+  std::unique_ptr<unsigned char[]> data{new unsigned char[kSize]};
+};
+
+enum class PumpStatus {
+  Waiting,  // nothing more to do until the next event
+  Done,     // the source ended and the end was forwarded (shutdown of the destination's write side)
+  Failed,   // a socket error (errno in Direction::error): the connection must be aborted
+};
+
+class Direction {
+ public:
+  Direction(Side& src, Side& dst, log::Direction dump_as) : src_(src), dst_(dst), dump_as_(dump_as) {}
+
+  // Moves as much as the sockets allow. `counter` gets the bytes read; `dump` writes the -p dump.
+  PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump);
+
+  bool done() const { return shut_; }
+  bool moved_since_last_check();  // for the idle timeout
+  int error() const { return error_; }
+  size_t buffered() const { return pending_len_; }
+
+ private:
+  PumpStatus flush();
+  bool fetch_urgent();
+  PumpStatus fail(int err);
+
+  Side& src_;
+  Side& dst_;
+  log::Direction dump_as_;
+  std::unique_ptr<unsigned char[]> pending_;  // allocated only while the destination lags
+  size_t pending_off_ = 0;
+  size_t pending_len_ = 0;
+  bool have_urgent_ = false;  // an urgent byte read from src waits to be sent
+  unsigned char urgent_byte_ = 0;
+  bool eof_ = false;   // src ended
+  bool shut_ = false;  // ...and dst's write side was shut down
+  bool moved_ = false;
+  int error_ = 0;
+};
+
+}  // namespace balance::net

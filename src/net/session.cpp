@@ -1,0 +1,164 @@
+#include "net/session.h"
+
+#include <sys/epoll.h>
+
+#include <cstring>
+
+#include "log/log.h"
+#include "net/sockets.h"
+#include "net/worker.h"
+
+namespace balance::net {
+namespace {
+
+// Registered once per socket, edge-triggered: the flags in Side remember readiness.
+constexpr uint32_t kStreamEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+
+core::SelectorOptions selector_options(const cli::Config& c) {
+  return core::SelectorOptions{c.hash_failover, c.autodisable};
+}
+
+}  // namespace
+
+Session::Session(Worker& worker, Fd client, const core::Endpoint& peer)
+    : worker_(worker),
+      loop_(worker.loop()),
+      peer_(peer),
+      selector_(worker.shared().table, core::client_hash(peer), selector_options(worker.shared().config)) {
+  client_.fd = std::move(client);
+}
+
+Session::~Session() {
+  loop_.timers().cancel(timer_);
+  if (pick_) core::release(worker_.shared().table, pick_->group, pick_->channel);
+}
+
+void Session::start() { try_next_channel(); }
+
+void Session::try_next_channel() {
+  const auto& config = worker_.shared().config;
+  while (auto pick = selector_.next()) {
+    pick_ = pick;
+    BALANCE_DEBUG("client %s: trying group %u channel %u (%s)", peer_.to_string().c_str(), pick->group,
+                  pick->channel, pick->endpoint.to_string().c_str());
+    ConnectResult r = start_connect(pick->endpoint, config.out_bind);
+    if (r.status == ConnectStatus::Failed) {
+      fail_current(r.error);
+      continue;
+    }
+    server_.fd = std::move(r.fd);
+    loop_.add(server_.fd.get(), kStreamEvents, server_watch_);
+    if (r.status == ConnectStatus::Connected) {
+      on_connected();
+      return;
+    }
+    const uint64_t deadline = loop_.now_ms() + uint64_t{config.connect_timeout_s} * 1000u;
+    loop_.timers().schedule(timer_, deadline, [this] { on_connect_result(ETIMEDOUT); });
+    return;
+  }
+  pick_.reset();
+  worker_.shared().table.header.refused_total.fetch_add(1, std::memory_order_relaxed);
+  BALANCE_DEBUG("client %s: no channel answered, closing", peer_.to_string().c_str());
+  close(false);
+}
+
+// The connect to pick_ ended: 0 = connected, otherwise the reason it failed.
+void Session::on_connect_result(int error) {
+  if (error == 0) {
+    on_connected();
+    return;
+  }
+  fail_current(error);
+  try_next_channel();
+}
+
+// Books the failure of the connect to pick_ and forgets its socket.
+void Session::fail_current(int error) {
+  loop_.timers().cancel(timer_);
+  if (server_.fd) {
+    loop_.remove(server_.fd.get());
+    server_.fd.reset();
+  }
+  server_ = Side{};
+  BALANCE_DEBUG("client %s: connect to %s (group %u channel %u) failed: %s", peer_.to_string().c_str(),
+                pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel, std::strerror(error));
+  if (selector_.failed(*pick_)) {
+    log::write(log::Level::Notice, "channel %u of group %u disabled after a failure (-a): re-enable it by hand",
+               pick_->channel, pick_->group);
+  }
+  pick_.reset();
+}
+
+void Session::on_connected() {
+  loop_.timers().cancel(timer_);
+  selector_.connected(*pick_);
+  state_ = State::Relaying;
+  BALANCE_DEBUG("client %s: connected to %s (group %u channel %u)", peer_.to_string().c_str(),
+                pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel);
+  set_stream_options(client_.fd.get());
+  loop_.add(client_.fd.get(), kStreamEvents, client_watch_);
+  const unsigned idle = worker_.shared().config.idle_timeout_s;
+  last_active_ms_ = loop_.now_ms();
+  if (idle > 0) loop_.timers().schedule(timer_, last_active_ms_ + idle * 1000u, [this] { on_idle_timer(); });
+  pump();
+}
+
+void Session::on_events(SideId id, uint32_t events) {
+  if (state_ == State::Closed) return;  // closed earlier in this batch
+  if (state_ == State::Connecting) {
+    if (id != SideId::Server) return;
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+      const int err = socket_error(server_.fd.get());
+      server_.note(events);
+      on_connect_result(err != 0 ? err : ((events & EPOLLOUT) ? 0 : ECONNREFUSED));
+    }
+    return;
+  }
+  (id == SideId::Client ? client_ : server_).note(events);
+  pump();
+}
+
+void Session::pump() {
+  auto& channel = worker_.shared().table.groups[pick_->group].channels[pick_->channel];
+  const bool dump = worker_.shared().dump;
+  const PumpStatus up = upstream_.pump(worker_.scratch(), &channel.sent, dump);
+  const PumpStatus down =
+      up == PumpStatus::Failed ? PumpStatus::Failed : downstream_.pump(worker_.scratch(), &channel.rcvd, dump);
+  if (upstream_.moved_since_last_check() | downstream_.moved_since_last_check()) last_active_ms_ = loop_.now_ms();
+  if (up == PumpStatus::Failed || down == PumpStatus::Failed) {
+    const int err = up == PumpStatus::Failed ? upstream_.error() : downstream_.error();
+    BALANCE_DEBUG("client %s: aborted: %s", peer_.to_string().c_str(), std::strerror(err));
+    close(true);
+  } else if (upstream_.done() && downstream_.done()) {
+    BALANCE_DEBUG("client %s: finished", peer_.to_string().c_str());
+    close(false);
+  }
+}
+
+// Traffic only stamps last_active_ms_; the timer, when it fires, re-arms for the time left.
+void Session::on_idle_timer() {
+  const uint64_t idle_ms = uint64_t{worker_.shared().config.idle_timeout_s} * 1000u;
+  if (loop_.now_ms() < last_active_ms_ + idle_ms) {
+    loop_.timers().schedule(timer_, last_active_ms_ + idle_ms, [this] { on_idle_timer(); });
+    return;
+  }
+  BALANCE_DEBUG("client %s: idle timeout", peer_.to_string().c_str());
+  close(false);
+}
+
+// Ends the session: with `abort`, each socket is reset rather than closed with a FIN, so a
+// peer's reset reaches the other peer.
+void Session::close(bool abort) {
+  if (state_ == State::Closed) return;
+  state_ = State::Closed;
+  loop_.timers().cancel(timer_);
+  for (Side* side : {&client_, &server_}) {
+    if (!side->fd) continue;
+    loop_.remove(side->fd.get());
+    if (abort) set_reset_on_close(side->fd.get());
+    side->fd.reset();
+  }
+  worker_.retire(*this);
+}
+
+}  // namespace balance::net

@@ -1,0 +1,77 @@
+// One accepted client: choosing and connecting a channel (with failover), then relaying bytes
+// both ways until both directions have ended, a side fails, or the idle timeout strikes.
+//
+//   Connecting --connected--> Relaying --both directions done / error / idle--> Closed
+//       |                                                                        ^
+//       +--------------------- no channel answered ------------------------------+
+//
+// Threading: a Session lives and dies on its worker's loop thread. It never deletes itself:
+// close() hands it to the worker, which destroys it after the current batch of events.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "core/endpoint.h"
+#include "core/policy.h"
+#include "net/loop.h"
+#include "net/relay.h"
+#include "net/timer_wheel.h"
+
+namespace balance::net {
+
+class Worker;
+
+class Session {
+ public:
+  Session(Worker& worker, Fd client, const core::Endpoint& peer);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts the first connect. May close the session at once (no channel answered).
+  void start();
+
+  size_t index = 0;  // position in the worker's session list (owned by Worker)
+
+ private:
+  enum class State { Connecting, Relaying, Closed };
+  enum class SideId { Client, Server };
+
+  // Routes epoll events of one of the two sockets back to the session.
+  class SideWatch final : public Watch {
+   public:
+    SideWatch(Session& s, SideId id) : session_(s), id_(id) {}
+    void on_events(uint32_t events) override { session_.on_events(id_, events); }
+
+   private:
+    Session& session_;
+    SideId id_;
+  };
+
+  void on_events(SideId id, uint32_t events);
+  void try_next_channel();
+  void on_connect_result(int error);
+  void fail_current(int error);
+  void on_connected();
+  void pump();
+  void on_idle_timer();
+  void close(bool abort);
+
+  Worker& worker_;
+  EventLoop& loop_;
+  State state_ = State::Connecting;
+  core::Endpoint peer_;
+  core::Selector selector_;
+  std::optional<core::Pick> pick_;  // the channel being tried, then the one in use
+  Side client_;
+  Side server_;
+  SideWatch client_watch_{*this, SideId::Client};
+  SideWatch server_watch_{*this, SideId::Server};
+  Direction upstream_{client_, server_, log::Direction::FromClient};
+  Direction downstream_{server_, client_, log::Direction::FromServer};
+  TimerHook timer_;  // connect timeout while Connecting, idle timeout while Relaying
+  uint64_t last_active_ms_ = 0;
+};
+
+}  // namespace balance::net

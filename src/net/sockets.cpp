@@ -1,0 +1,120 @@
+#include "net/sockets.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace balance::net {
+namespace {
+
+void set_int_option(int fd, int level, int name, int value) {
+  ::setsockopt(fd, level, name, &value, sizeof value);
+}
+
+std::string describe(const ListenSpec& spec) {
+  if (!spec.bind) return "port " + std::to_string(spec.port);
+  core::Endpoint e = *spec.bind;
+  e.port = spec.port;
+  return e.to_string();
+}
+
+}  // namespace
+
+Fd make_listener(const ListenSpec& spec, Failure& failure) {
+  core::Endpoint addr;
+  if (spec.bind) {
+    addr = *spec.bind;
+  } else {
+    addr.family = AF_INET6;  // in6addr_any, dual stack
+  }
+  addr.port = spec.port;
+  Fd fd(::socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd && !spec.bind && !spec.force_ipv6 && errno == EAFNOSUPPORT) {
+    addr.family = AF_INET;  // a kernel without IPv6: all IPv4 addresses
+    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  }
+  if (!fd) {
+    failure = {kExitOsErr, std::string("cannot create listening socket: ") + std::strerror(errno) + ", exiting."};
+    return Fd();
+  }
+  set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  if (addr.family == AF_INET6) set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 0);
+  sockaddr_storage ss;
+  const socklen_t len = addr.to_sockaddr(ss);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    failure = {kExitOsErr, "cannot bind to " + describe(spec) + ": " + std::strerror(errno) + ", exiting."};
+    return Fd();
+  }
+  if (::listen(fd.get(), SOMAXCONN) != 0) {
+    failure = {kExitOsErr, "cannot listen on " + describe(spec) + ": " + std::strerror(errno) + ", exiting."};
+    return Fd();
+  }
+  return fd;
+}
+
+void set_stream_options(int fd) {
+  set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+}
+
+ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from) {
+  ConnectResult r;
+  sockaddr_storage ss;
+  const socklen_t len = to.to_sockaddr(ss);
+  if (len == 0) {
+    r.error = EAFNOSUPPORT;
+    return r;
+  }
+  r.fd.reset(::socket(to.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!r.fd) {
+    r.error = errno;
+    return r;
+  }
+  set_stream_options(r.fd.get());
+  if (from) {
+    // Choose the port at connect time, so binding does not use up ephemeral ports early.
+    set_int_option(r.fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+    sockaddr_storage local;
+    core::Endpoint f = *from;
+    f.port = 0;
+    const socklen_t local_len = f.to_sockaddr(local);
+    if (f.family != to.family || ::bind(r.fd.get(), reinterpret_cast<sockaddr*>(&local), local_len) != 0) {
+      r.error = f.family != to.family ? EAFNOSUPPORT : errno;
+      r.fd.reset();
+      return r;
+    }
+  }
+  if (::connect(r.fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+    r.status = ConnectStatus::Connected;
+  } else if (errno == EINPROGRESS) {
+    r.status = ConnectStatus::InProgress;
+  } else {
+    r.error = errno;
+    r.fd.reset();
+  }
+  return r;
+}
+
+int socket_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+void set_reset_on_close(int fd) {
+  linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+std::optional<core::Endpoint> local_endpoint(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+}  // namespace balance::net

@@ -1,0 +1,46 @@
+// The seam to the socket API: creating listeners and outgoing connections, socket options.
+// Everything returns errno-style results; nothing throws.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/endpoint.h"
+#include "core/failure.h"
+#include "net/fd.h"
+
+namespace balance::net {
+
+struct ListenSpec {
+  std::optional<core::Endpoint> bind;  // nullopt: all addresses, dual stack
+  uint16_t port = 0;
+  bool force_ipv6 = false;
+};
+
+// A bound, listening, non-blocking socket, or a Failure naming the address and the reason.
+Fd make_listener(const ListenSpec& spec, Failure& failure);
+
+// TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection.
+void set_stream_options(int fd);
+
+enum class ConnectStatus { Connected, InProgress, Failed };
+
+struct ConnectResult {
+  Fd fd;
+  ConnectStatus status = ConnectStatus::Failed;
+  int error = 0;  // errno when Failed
+};
+
+// Starts a non-blocking connect to `to`, binding to `from` first when given.
+ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from);
+
+// The pending error of a socket (SO_ERROR), 0 when connected.
+int socket_error(int fd);
+
+// Makes the next close() of `fd` send a reset instead of a FIN.
+void set_reset_on_close(int fd);
+
+// Local address of a socket, for messages.
+std::optional<core::Endpoint> local_endpoint(int fd);
+
+}  // namespace balance::net

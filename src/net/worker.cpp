@@ -1,0 +1,51 @@
+#include "net/worker.h"
+
+#include <signal.h>
+
+#include "net/acceptor.h"
+#include "net/session.h"
+
+namespace balance::net {
+
+Worker::Worker(const WorkerShared& shared, unsigned id) : shared_(shared), id_(id) {}
+
+Worker::~Worker() {
+  stop_and_join();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::stop_and_join() {
+  if (!thread_.joinable()) return;
+  loop_.stop();
+  thread_.join();
+}
+
+void Worker::run() {
+  acceptor_ = std::make_unique<Acceptor>(*this, shared_.listen_fd);
+  loop_.run();
+  acceptor_.reset();
+  sessions_.clear();  // closes every socket and gives back every channel slot
+}
+
+void Worker::adopt(std::unique_ptr<Session> session) {
+  session->index = sessions_.size();
+  sessions_.push_back(std::move(session));
+}
+
+void Worker::retire(Session& session) {
+  Session* s = &session;
+  loop_.defer([this, s] {
+    const size_t i = s->index;
+    // Swap-remove keeps removal O(1); the moved session learns its new index.
+    if (i + 1 != sessions_.size()) {
+      sessions_[i] = std::move(sessions_.back());
+      sessions_[i]->index = i;
+    }
+    sessions_.pop_back();
+  });
+}
+
+}  // namespace balance::net

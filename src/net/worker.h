@@ -1,0 +1,58 @@
+// A worker thread: one event loop, its own acceptor on the shared listening socket, and the
+// sessions it accepted (a connection stays on the thread that accepted it).
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "cli/config.h"
+#include "core/table.h"
+#include "net/loop.h"
+#include "net/relay.h"
+
+namespace balance::net {
+
+class Acceptor;
+class Session;
+
+// What every worker shares, read-only after start-up (the Table is atomics throughout).
+struct WorkerShared {
+  const cli::Config& config;
+  core::Table& table;
+  int listen_fd;
+  bool dump;  // -p, in the foreground only
+};
+
+class Worker {
+ public:
+  Worker(const WorkerShared& shared, unsigned id);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();        // spawns the thread
+  void stop_and_join();  // any thread
+
+  // Loop-thread API for sessions and the acceptor.
+  EventLoop& loop() { return loop_; }
+  const WorkerShared& shared() const { return shared_; }
+  ScratchBuffer& scratch() { return scratch_; }
+  unsigned id() const { return id_; }
+  void adopt(std::unique_ptr<Session> session);
+  // Destroys `session` once the current batch of events is done.
+  void retire(Session& session);
+
+ private:
+  void run();
+
+  const WorkerShared& shared_;
+  unsigned id_;
+  EventLoop loop_;
+  ScratchBuffer scratch_;
+  std::unique_ptr<Acceptor> acceptor_;
+  std::vector<std::unique_ptr<Session>> sessions_;
+  std::thread thread_;
+};
+
+}  // namespace balance::net

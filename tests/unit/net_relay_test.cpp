@@ -1,0 +1,189 @@
+// One relay Direction between real loopback TCP sockets: bytes arrive intact and in order,
+// memory stays bounded when the destination does not read, the end of stream is forwarded as
+// a half-close, and urgent data stays urgent and in its place.
+#include "net/relay.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+
+namespace balance::net {
+namespace {
+
+// A connected pair of loopback TCP sockets, both non-blocking.
+std::pair<Fd, Fd> tcp_pair() {
+  Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::listen(listener.get(), 1), 0);
+  EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Fd a(::socket(AF_INET, SOCK_STREAM, 0));
+  EXPECT_EQ(::connect(a.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  Fd b(::accept(listener.get(), nullptr, nullptr));
+  for (int fd : {a.get(), b.get()}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return {std::move(a), std::move(b)};
+}
+
+// Waits (bounded) until fd is readable or has an exceptional condition.
+bool wait_readable(int fd, int timeout_ms = 2000) {
+  pollfd p{fd, POLLIN | POLLPRI, 0};
+  return ::poll(&p, 1, timeout_ms) > 0;
+}
+
+// Everything the peer has sent until it ends its stream (bounded).
+std::string read_to_eof(int fd) {
+  std::string out;
+  char buf[4096];
+  for (int rounds = 0; rounds < 10000; ++rounds) {
+    if (!wait_readable(fd)) break;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) return out;
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ADD_FAILURE() << "no end of stream";
+  return out;
+}
+
+struct Rig {
+  // client -> [src | relay | dst] -> server
+  std::pair<Fd, Fd> in = tcp_pair();   // in.first: the writing peer; in.second: relay's src
+  std::pair<Fd, Fd> out = tcp_pair();  // out.first: relay's dst; out.second: the reading peer
+  Side src, dst;
+  ScratchBuffer scratch;
+  std::atomic<uint64_t> counter{0};
+  Direction dir{src, dst, log::Direction::FromClient};
+
+  Rig() {
+    src.fd = std::move(in.second);
+    dst.fd = std::move(out.first);
+  }
+  int writer() const { return in.first.get(); }
+  int reader() const { return out.second.get(); }
+  // Pumps as an event loop would after a (possibly spurious) readiness event on both sockets.
+  PumpStatus pump(uint32_t src_events = EPOLLIN, uint32_t dst_events = EPOLLOUT) {
+    src.note(src_events);
+    dst.note(dst_events);
+    return dir.pump(scratch, &counter, false);
+  }
+};
+
+// Bytes written by the peer come out at the other end unchanged, and are counted.
+TEST(Relay, ForwardsBytesAndCounts) {
+  Rig rig;
+  const std::string msg = "hello through the relay";
+  ASSERT_EQ(::send(rig.writer(), msg.data(), msg.size(), 0), static_cast<ssize_t>(msg.size()));
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  EXPECT_EQ(rig.pump(), PumpStatus::Waiting);
+  ::shutdown(rig.writer(), SHUT_WR);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  EXPECT_EQ(rig.pump(EPOLLIN | EPOLLRDHUP), PumpStatus::Done);
+  EXPECT_EQ(read_to_eof(rig.reader()), msg);
+  EXPECT_EQ(rig.counter.load(), msg.size());
+}
+
+// A destination that does not read makes the relay stop reading: what it holds stays below
+// one scratch buffer, and the writer is pushed back (its send would block).
+TEST(Relay, BackPressureBoundsMemory) {
+  Rig rig;
+  std::string chunk(64 * 1024, 'x');
+  size_t written = 0;
+  bool writer_blocked = false;
+  for (int i = 0; i < 2000 && !writer_blocked; ++i) {
+    const ssize_t n = ::send(rig.writer(), chunk.data(), chunk.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      ASSERT_EQ(errno, EAGAIN);
+      writer_blocked = true;
+    } else {
+      written += static_cast<size_t>(n);
+    }
+    rig.pump();
+    EXPECT_LE(rig.dir.buffered(), ScratchBuffer::kSize);
+  }
+  EXPECT_TRUE(writer_blocked) << "the relay kept reading although nobody drained it";
+  EXPECT_GT(written, 0u);
+  // Draining the reader lets everything through, byte for byte.
+  ::shutdown(rig.writer(), SHUT_WR);
+  size_t received = 0;
+  char buf[65536];
+  for (int i = 0; i < 100000 && received < written; ++i) {
+    rig.pump(EPOLLIN | EPOLLRDHUP);
+    const ssize_t n = ::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) received += static_cast<size_t>(n);
+    else wait_readable(rig.reader(), 10);
+  }
+  EXPECT_EQ(received, written);
+  EXPECT_EQ(rig.pump(EPOLLIN | EPOLLRDHUP), PumpStatus::Done);
+  EXPECT_EQ(rig.dir.buffered(), 0u);
+}
+
+// The writer's end of stream becomes a half-close toward the reader, and the reader can still
+// send the other way on the same socket.
+TEST(Relay, EndOfStreamIsForwardedAsHalfClose) {
+  Rig rig;
+  ::shutdown(rig.writer(), SHUT_WR);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  EXPECT_EQ(rig.pump(EPOLLIN | EPOLLRDHUP), PumpStatus::Done);
+  EXPECT_TRUE(rig.dir.done());
+  EXPECT_EQ(read_to_eof(rig.reader()), "");
+  const char reply[] = "still open";
+  EXPECT_EQ(::send(rig.reader(), reply, sizeof reply, 0), static_cast<ssize_t>(sizeof reply));
+}
+
+// Urgent data is read out of band and sent out of band, between the bytes around it.
+TEST(Relay, UrgentDataStaysUrgentAndInPlace) {
+  Rig rig;
+  ASSERT_EQ(::send(rig.writer(), "ab", 2, 0), 2);
+  ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
+  ASSERT_EQ(::send(rig.writer(), "cd", 2, 0), 2);
+  ::shutdown(rig.writer(), SHUT_WR);
+  for (int i = 0; i < 100 && !rig.dir.done(); ++i) {
+    wait_readable(rig.src.fd.get(), 20);
+    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
+  }
+  ASSERT_TRUE(rig.dir.done());
+  // The reader sees "ab", then the mark with the urgent byte, then "cd".
+  std::string before;
+  char buf[16];
+  for (int i = 0; i < 100 && before.size() < 2; ++i) {
+    wait_readable(rig.reader(), 20);
+    const ssize_t n = ::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) before.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(before, "ab");
+  int at_mark = 0;
+  ASSERT_EQ(::ioctl(rig.reader(), SIOCATMARK, &at_mark), 0);
+  EXPECT_EQ(at_mark, 1);
+  char urgent = 0;
+  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
+  EXPECT_EQ(urgent, '!');
+  EXPECT_EQ(read_to_eof(rig.reader()), "cd");
+}
+
+// A reset from the source fails the direction with the error, for the session to abort.
+TEST(Relay, ResetFailsTheDirection) {
+  Rig rig;
+  linger lg{1, 0};
+  ::setsockopt(rig.in.first.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::send(rig.writer(), "x", 1, 0);
+  rig.in.first.reset();  // close with RST
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  PumpStatus s = PumpStatus::Waiting;
+  for (int i = 0; i < 10 && s == PumpStatus::Waiting; ++i) s = rig.pump(EPOLLIN | EPOLLERR | EPOLLHUP);
+  EXPECT_EQ(s, PumpStatus::Failed);
+  EXPECT_EQ(rig.dir.error(), ECONNRESET);
+}
+
+}  // namespace
+}  // namespace balance::net
