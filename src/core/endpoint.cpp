@@ -29,7 +29,8 @@ socklen_t Endpoint::to_sockaddr(sockaddr_storage& out) const {
 
 std::optional<Endpoint> Endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
   Endpoint e;
-  if (sa == nullptr) return std::nullopt;
+  // sa_family itself is only there when len covers it.
+  if (sa == nullptr || len < static_cast<socklen_t>(sizeof(sa_family_t))) return std::nullopt;
   if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
     sockaddr_in sin;
     std::memcpy(&sin, sa, sizeof sin);

@@ -15,9 +15,10 @@ Endpoint Channel::endpoint() const {
   for (int attempt = 0; attempt < 10000; ++attempt) {
     const uint32_t before = endpoint_seq.load(std::memory_order_acquire);
     if (before & 1u) continue;
+    // Acquire loads of the words (not a fence: GCC rejects fences under TSan, which cannot see
+    // them): reading any word of a write in progress makes the re-read below see its odd seq.
     uint64_t words[3];
-    for (int i = 0; i < 3; ++i) words[i] = endpoint_words[i].load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    for (int i = 0; i < 3; ++i) words[i] = endpoint_words[i].load(std::memory_order_acquire);
     if (endpoint_seq.load(std::memory_order_relaxed) == before) {
       Endpoint e;
       std::memcpy(&e, words, sizeof e);
@@ -31,11 +32,13 @@ Endpoint Channel::endpoint() const {
 void Channel::set_endpoint(const Endpoint& e) {
   uint64_t words[3];
   std::memcpy(words, &e, sizeof words);
-  const uint32_t seq = endpoint_seq.load(std::memory_order_relaxed);
-  endpoint_seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  for (int i = 0; i < 3; ++i) endpoint_words[i].store(words[i], std::memory_order_relaxed);
-  endpoint_seq.store(seq + 2, std::memory_order_release);
+  // Odd while writing, even when done. A seq left odd by a writer that died mid-write (or a
+  // corrupt segment) is taken as "writing" as is, so this write makes it even again.
+  const uint32_t writing = endpoint_seq.load(std::memory_order_relaxed) | 1u;
+  endpoint_seq.store(writing, std::memory_order_relaxed);
+  // Release stores keep the odd seq ordered before each word (see endpoint()).
+  for (int i = 0; i < 3; ++i) endpoint_words[i].store(words[i], std::memory_order_release);
+  endpoint_seq.store(writing + 1, std::memory_order_release);
 }
 
 bool Channel::usable(bool checks_on) const {
@@ -50,6 +53,7 @@ bool Channel::try_acquire() {
   for (;;) {
     const uint32_t limit = maxc.load(std::memory_order_relaxed);
     if (limit != 0 && cur >= limit) return false;
+    if (cur == UINT32_MAX) return false;  // unlimited, but c must not wrap (corrupt segment)
     if (c.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed)) break;
   }
   totalc.fetch_add(1, std::memory_order_relaxed);
