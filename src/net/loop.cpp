@@ -18,7 +18,8 @@ namespace {
 
 constexpr int kMaxEvents = 256;
 
-// The eventfd's own watch: just drains the counter; run() checks stopping_ afterwards.
+// The eventfd's own watch: just drains the counter; run() then runs posted tasks and checks
+// stopping_.
 class EventFdWatch final : public Watch {
  public:
   explicit EventFdWatch(int fd) : fd_(fd) {}
@@ -70,6 +71,23 @@ void EventLoop::remove(int fd) {
 
 void EventLoop::defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
 
+void EventLoop::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back(std::move(task));
+  }
+  wake();
+}
+
+void EventLoop::run_posted() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    batch.swap(posted_);
+  }
+  for (auto& task : batch) task();
+}
+
 void EventLoop::run_deferred() {
   // Tasks may defer more tasks; run until none is left.
   while (!deferred_.empty()) {
@@ -88,16 +106,28 @@ void EventLoop::run() {
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timers_.poll_timeout_ms(now_ms_));
     if (n < 0 && errno != EINTR) die("balance: epoll_wait");
     now_ms_ = clock_ms();
-    for (int i = 0; i < n; ++i) static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == &waker) {
+        waker.on_events(events[i].events);
+        run_posted();
+      } else {
+        static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
+      }
+    }
     run_deferred();
     timers_.advance(now_ms_);
     run_deferred();
   }
   remove(wake_fd_.get());
+  run_posted();  // nothing posted is lost: e.g. a drain request racing with stop
 }
 
 void EventLoop::stop() {
   stopping_.store(true, std::memory_order_release);
+  wake();
+}
+
+void EventLoop::wake() {
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t r = ::write(wake_fd_.get(), &one, sizeof one);
 }

@@ -1,7 +1,7 @@
 // One epoll event loop, run by one worker thread (the muduo/Redis reactor shape).
 //
 // Threading contract: everything here runs on the loop's own thread, except stop() and
-// wakeup(), which any thread may call. assert_in_loop_thread() checks that in debug builds.
+// post(), which any thread may call. assert_in_loop_thread() checks that in debug builds.
 //
 // Lifetime: a Watch is embedded in its owner; the owner removes it (remove()) before it dies.
 // Owners never delete themselves inside a callback: they ask defer() for a task that runs once
@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,8 @@ class EventLoop {
 
   // Runs `task` on this thread once the current batch of events has been handled.
   void defer(std::function<void()> task);
+  // Any thread: runs `task` on the loop's thread soon (wakes the loop).
+  void post(std::function<void()> task);
 
   TimerWheel& timers() { return timers_; }
   // Monotonic milliseconds, refreshed once per batch (cheap enough to call per event).
@@ -57,6 +60,8 @@ class EventLoop {
 
  private:
   void run_deferred();
+  void run_posted();
+  void wake();
 
   Fd epoll_;
   Fd wake_fd_;
@@ -64,6 +69,8 @@ class EventLoop {
   uint64_t now_ms_;
   TimerWheel timers_;
   std::vector<std::function<void()>> deferred_;
+  std::mutex posted_mutex_;  // control path only: never taken per event
+  std::vector<std::function<void()>> posted_;
   std::thread::id thread_id_;
 };
 

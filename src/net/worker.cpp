@@ -1,6 +1,6 @@
 #include "net/worker.h"
 
-#include <signal.h>
+#include <utility>
 
 #include "net/acceptor.h"
 #include "net/session.h"
@@ -30,6 +30,18 @@ void Worker::run() {
   sessions_.clear();  // closes every socket and gives back every channel slot
 }
 
+void Worker::begin_drain(std::function<void()> drained) {
+  loop_.post([this, drained = std::move(drained)]() mutable {
+    acceptor_.reset();  // stop accepting: the listener leaves this loop
+    on_drained_ = std::move(drained);
+    notify_if_drained();
+  });
+}
+
+void Worker::notify_if_drained() {
+  if (on_drained_ && sessions_.empty()) std::exchange(on_drained_, nullptr)();
+}
+
 void Worker::adopt(std::unique_ptr<Session> session) {
   session->index = sessions_.size();
   sessions_.push_back(std::move(session));
@@ -45,6 +57,7 @@ void Worker::retire(Session& session) {
       sessions_[i]->index = i;
     }
     sessions_.pop_back();
+    notify_if_drained();
   });
 }
 

@@ -2,6 +2,7 @@
 // sessions it accepted (a connection stays on the thread that accepted it).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -32,7 +33,10 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void start();        // spawns the thread
-  void stop_and_join();  // any thread
+  void stop_and_join();  // any thread: closes what is left
+  // Any thread: stops accepting; `drained` then runs on this worker's thread once its last
+  // session has ended (at once if there is none).
+  void begin_drain(std::function<void()> drained);
 
   // Loop-thread API for sessions and the acceptor.
   EventLoop& loop() { return loop_; }
@@ -45,6 +49,7 @@ class Worker {
 
  private:
   void run();
+  void notify_if_drained();
 
   const WorkerShared& shared_;
   unsigned id_;
@@ -52,6 +57,7 @@ class Worker {
   ScratchBuffer scratch_;
   std::unique_ptr<Acceptor> acceptor_;
   std::vector<std::unique_ptr<Session>> sessions_;
+  std::function<void()> on_drained_;  // set while draining
   std::thread thread_;
 };
 
