@@ -1,0 +1,78 @@
+#include "log/dump.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+
+namespace balance::log {
+
+namespace {
+
+constexpr size_t kWrapColumns = 80;  // a line break once a line has more columns than this
+
+std::mutex g_stdout_mutex;
+
+// Writes all of `text` to stdout. Waits (poll) if stdout is non-blocking and full; gives up on
+// any other error, since a broken stdout must not stop the proxy.
+void write_stdout(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t w = ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+    } else if (w < 0 && errno == EINTR) {
+      continue;
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{STDOUT_FILENO, POLLOUT, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
+    } else {
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::string format_dump(Direction dir, const unsigned char* data, size_t len) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = dir == Direction::FromClient ? "-> " : "-< ";
+  out += std::to_string(len);
+  out += '\n';
+  out.reserve(out.size() + len * 3 + len / 26 + 2);
+  size_t column = 0;
+  for (size_t i = 0; i < len; ++i) {
+    const unsigned char b = data[i];
+    if (b == '\\') {
+      out += "\\\\";
+      column += 2;
+    } else if (b >= 0x20 && b <= 0x7E) {
+      out += static_cast<char>(b);
+      column += 1;
+    } else {
+      out += '\\';
+      out += kHex[b >> 4];
+      out += kHex[b & 0x0F];
+      column += 3;
+      if (b == '\n') {  // a newline in the data ends the output line too
+        out += '\n';
+        column = 0;
+      }
+    }
+    if (column > kWrapColumns) {
+      out += '\n';
+      column = 0;
+    }
+  }
+  out += '\n';
+  return out;
+}
+
+void dump(Direction dir, const unsigned char* data, size_t len) {
+  const std::string text = format_dump(dir, data, len);
+  std::lock_guard<std::mutex> lock(g_stdout_mutex);
+  write_stdout(text);
+}
+
+}  // namespace balance::log
