@@ -29,6 +29,8 @@ struct GroupSpec {
   std::vector<ChannelSpec> channels;
 };
 
+enum class ProxyProtocol { None, V1, V2 };
+
 struct Config {
   Mode mode = Mode::Serve;
   uint16_t port = 0;                    // listening port, host order
@@ -45,6 +47,13 @@ struct Config {
   bool use_mmap = false;                // -M
   bool force_ipv6 = false;              // -6
   unsigned threads = 0;                 // --threads, 0 = number of CPUs
+  unsigned grace_s = 30;                // --grace: how long a stop lets connections finish
+  unsigned check_interval_s = 0;        // --check: health-check interval, 0 = no checks
+  unsigned rise = 2;                    // --rise: successes that mark a channel up
+  unsigned fall = 3;                    // --fall: failures that mark a channel down
+  ProxyProtocol proxy_protocol = ProxyProtocol::None;  // --proxy-protocol v1|v2
+  std::optional<core::Endpoint> metrics;  // --metrics ADDR:PORT
+  bool log_conns = false;               // --log-conns
   std::string command;                  // -c CMD
   std::vector<GroupSpec> groups;        // Serve mode only
 };

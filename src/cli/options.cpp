@@ -22,6 +22,7 @@ namespace {
 enum OptionId {
   kOptIpv6, kOptAutodisable, kOptBind, kOptOutBind, kOptCommand, kOptDebug, kOptForeground, kOptHashFailover,
   kOptInteractive, kOptMmap, kOptPacketDump, kOptConnectTimeout, kOptIdleTimeout, kOptHelp, kOptVersion, kOptThreads,
+  kOptGrace, kOptCheck, kOptRise, kOptFall, kOptProxyProtocol, kOptMetrics, kOptLogConns,
 };
 
 // Every option, in usage-text order. A new option is one row here and one case in apply().
@@ -42,12 +43,20 @@ constexpr OptionDef kOptions[] = {
     {kOptHelp, 'h', "help", "", "print this help and exit"},
     {kOptVersion, '\0', "version", "", "print the version and exit"},
     {kOptThreads, '\0', "threads", "n", "worker threads, 1..1024 (default: number of CPUs)"},
+    {kOptGrace, '\0', "grace", "sec", "on SIGTERM, let connections finish for up to sec seconds (default 30)"},
+    {kOptCheck, '\0', "check", "sec", "health-check every channel with a TCP connect every sec seconds"},
+    {kOptRise, '\0', "rise", "n", "successful checks that mark a channel up (default 2)"},
+    {kOptFall, '\0', "fall", "n", "failed checks that mark a channel down (default 3)"},
+    {kOptProxyProtocol, '\0', "proxy-protocol", "v1|v2", "send the client's address to channels (PROXY protocol)"},
+    {kOptMetrics, '\0', "metrics", "addr:port", "serve Prometheus /metrics, /status.json and a status page"},
+    {kOptLogConns, '\0', "log-conns", "", "log one line per finished connection"},
 };
 
 constexpr uint64_t kMaxSeconds = 2147483;  // seconds whose milliseconds still fit an int
 constexpr uint64_t kMaxThreads = 1024;
 constexpr uint64_t kMaxWeight = 1000000;
 constexpr size_t kMaxCommandLength = 4096;
+constexpr uint64_t kMaxChecks = 1000;  // --rise/--fall
 
 // What the options asked for, gathered before the operands are read.
 struct Parser {
@@ -102,6 +111,17 @@ Stop parse_positive(const OptionDef& d, std::string_view value, uint64_t max, un
   return std::nullopt;
 }
 
+// --metrics ADDR:PORT, the address as a name, IPv4, or IPv6 in brackets.
+Stop parse_metrics(std::string_view value, Config& c) {
+  const ChannelText f = split_channel(value);
+  const auto port = f.error.empty() && !f.host.empty() && f.maxc.empty() && f.weight.empty() ? parse_port(f.port)
+                                                                                           : std::nullopt;
+  if (!port) return usage_error("invalid address [" + printable(value) + "] for --metrics (addr:port)");
+  c.metrics = resolve_host(f.host, *port, AF_UNSPEC, 0);
+  if (!c.metrics) return bad_address(f.host);
+  return std::nullopt;
+}
+
 // Applies option `d` (with its argument `value`); stops for --help, --version or a bad value.
 Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
   Config& c = p.cfg;
@@ -119,6 +139,21 @@ Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
     case kOptConnectTimeout: return parse_positive(d, value, kMaxSeconds, c.connect_timeout_s);
     case kOptIdleTimeout: return parse_positive(d, value, kMaxSeconds, c.idle_timeout_s);
     case kOptThreads: return parse_positive(d, value, kMaxThreads, c.threads);
+    case kOptCheck: return parse_positive(d, value, kMaxSeconds, c.check_interval_s);
+    case kOptRise: return parse_positive(d, value, kMaxChecks, c.rise);
+    case kOptFall: return parse_positive(d, value, kMaxChecks, c.fall);
+    case kOptLogConns: c.log_conns = true; break;
+    case kOptGrace: {
+      const auto n = parse_number(value, kMaxSeconds);
+      if (!n) return usage_error("invalid value [" + printable(value) + "] for --grace (0.." + std::to_string(kMaxSeconds) + ")");
+      c.grace_s = static_cast<unsigned>(*n);
+      break;
+    }
+    case kOptProxyProtocol:
+      if (value != "v1" && value != "v2") return usage_error("invalid value [" + printable(value) + "] for --proxy-protocol (v1 or v2)");
+      c.proxy_protocol = value == "v1" ? ProxyProtocol::V1 : ProxyProtocol::V2;
+      break;
+    case kOptMetrics: return parse_metrics(value, c);
     case kOptBind:
       if (value.size() > kMaxHostLength) return bad_address(value);
       c.bind_text = value;
@@ -226,9 +261,11 @@ Stop parse_groups(Config& c, std::span<const char* const> words) {
   GroupSpec current;
   for (const char* w : words) {
     const std::string_view word = w != nullptr ? w : "";
-    if (word == "!" || word == "%") {
+    if (word == "!" || word == "%" || word == "@") {
       if (current.channels.empty()) return fail(kExitUnavailable, "no channels in group");
-      current.type = word == "%" ? core::GroupType::Hash : core::GroupType::RoundRobin;
+      current.type = word == "%"   ? core::GroupType::Hash
+                     : word == "@" ? core::GroupType::LeastConn
+                                   : core::GroupType::RoundRobin;
       c.groups.push_back(std::move(current));
       current = GroupSpec{};
       continue;
@@ -312,8 +349,8 @@ std::string usage_text() {
   std::string u = std::string("balance ") + kVersion + ": a TCP proxy with load balancing and failover\n\n";
   u +=
       "usage:\n"
-      "  balance [-b addr] [-B addr] [-t sec] [-T sec] [-adfpHM6] [--threads n] port\n"
-      "          host1[:port1[:maxc1[:weight1]]] [!|%] ... hostN[:portN[:maxcN[:weightN]]]\n"
+      "  balance [-b addr] [-B addr] [-t sec] [-T sec] [-adfpHM6] [--long-option ...] port\n"
+      "          host1[:port1[:maxc1[:weight1]]] [!|%|@] ... hostN[:portN[:maxcN[:weightN]]]\n"
       "  balance [-b addr] -i [-d] [-M] port\n"
       "  balance [-b addr] -c cmd [-d] [-M] port\n\noptions:\n";
   for (const OptionDef& d : kOptions) {
@@ -329,6 +366,7 @@ std::string usage_text() {
       "  weight            the channel's weight in its group, 1.." + std::to_string(kMaxWeight) + " (default 1)\n"
       "  !                 ends a group of channels and makes it round robin\n"
       "  %                 ends a group of channels and makes it hash by client address\n"
+      "  @                 ends a group of channels and makes it least connections\n"
       "  Groups are tried in order; the next only when no channel of a group can be used.\n"
       "\nexamples:\n"
       "  balance smtp mailhost1:smtp mailhost2:25 mailhost3\n"

@@ -526,6 +526,56 @@ TEST(CliParse, NullAndEmptyArgv) {
   EXPECT_EQ(parse(1, name).exit_code, 64);
 }
 
+// The options beyond the classic tool parse into the Config, with their defaults untouched otherwise.
+TEST(CliParse, ExtendedOptions) {
+  const Config d = ok({"80", "localhost"});
+  EXPECT_EQ(d.grace_s, 30u);
+  EXPECT_EQ(d.check_interval_s, 0u);
+  EXPECT_EQ(d.rise, 2u);
+  EXPECT_EQ(d.fall, 3u);
+  EXPECT_EQ(d.proxy_protocol, ProxyProtocol::None);
+  EXPECT_FALSE(d.metrics.has_value());
+  EXPECT_FALSE(d.log_conns);
+
+  const Config c = ok({"--grace", "0", "--check=2", "--rise", "4", "--fall", "5", "--proxy-protocol", "v2",
+                       "--metrics", "127.0.0.1:9100", "--log-conns", "80", "localhost"});
+  EXPECT_EQ(c.grace_s, 0u);
+  EXPECT_EQ(c.check_interval_s, 2u);
+  EXPECT_EQ(c.rise, 4u);
+  EXPECT_EQ(c.fall, 5u);
+  EXPECT_EQ(c.proxy_protocol, ProxyProtocol::V2);
+  ASSERT_TRUE(c.metrics.has_value());
+  EXPECT_EQ(*c.metrics, v4("127.0.0.1", 9100));
+  EXPECT_TRUE(c.log_conns);
+  EXPECT_EQ(ok({"--proxy-protocol=v1", "80", "localhost"}).proxy_protocol, ProxyProtocol::V1);
+  EXPECT_EQ(*ok({"--metrics", "[::1]:9100", "80", "localhost"}).metrics, v6("::1", 9100));
+}
+
+// Bad values of the extended options are usage errors naming the value.
+TEST(CliParse, ExtendedOptionsBadValues) {
+  expect_usage({"--proxy-protocol", "v3", "80", "localhost"}, "invalid value [v3] for --proxy-protocol (v1 or v2)");
+  expect_usage({"--check", "0", "80", "localhost"}, "invalid value [0] for --check (1..2147483)");
+  expect_usage({"--rise", "x", "80", "localhost"}, "invalid value [x] for --rise (1..1000)");
+  expect_usage({"--grace", "-1", "80", "localhost"}, "invalid value [-1] for --grace (0..2147483)");
+  expect_usage({"--metrics", "9100", "80", "localhost"}, "invalid address [9100] for --metrics (addr:port)");
+  expect_usage({"--metrics", "127.0.0.1:", "80", "localhost"}, "invalid address [127.0.0.1:] for --metrics (addr:port)");
+  const ParseOutcome o = run({"--metrics", "no.such.host.invalid:9100", "80", "localhost"});
+  EXPECT_EQ(o.exit_code, 65);
+  EXPECT_EQ(o.err, "unknown or invalid address [no.such.host.invalid]\n");
+}
+
+// "@" ends a least-connections group, like "!" and "%" end theirs.
+TEST(CliParse, AtSeparatorMakesLeastConnectionsGroup) {
+  const Config c = ok({"80", "localhost", "localhost", "@", "localhost", "%", "localhost"});
+  ASSERT_EQ(c.groups.size(), 3u);
+  EXPECT_EQ(c.groups[0].type, core::GroupType::LeastConn);
+  EXPECT_EQ(c.groups[1].type, core::GroupType::Hash);
+  EXPECT_EQ(c.groups[2].type, core::GroupType::RoundRobin);
+  const ParseOutcome o = run({"80", "@", "localhost"});
+  EXPECT_EQ(o.exit_code, 69);
+  EXPECT_EQ(o.err, "no channels in group\n");
+}
+
 TEST(CliUsage, UsageTextIsCompleteAndNarrow) {
   // The usage text names the program and version, the three forms and every option.
   const std::string u = usage_text();
