@@ -16,8 +16,9 @@ void Side::note(uint32_t events) {
   if (events & EPOLLPRI) urgent = true;
 }
 
-PumpStatus Direction::fail(int err) {
+PumpStatus Direction::fail(int err, bool at_source) {
   error_ = err;
+  failed_at_source_ = at_source;
   return PumpStatus::Failed;
 }
 
@@ -28,7 +29,7 @@ PumpStatus Direction::flush() {
     const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, pending_len_, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN) return fail(errno);
+      if (errno != EAGAIN) return fail(errno, false);
       dst_.writable = false;
       return PumpStatus::Waiting;
     }
@@ -42,7 +43,7 @@ PumpStatus Direction::flush() {
     if (!dst_.writable) return PumpStatus::Waiting;
     const ssize_t n = ::send(dst_.fd.get(), &urgent_byte_, 1, MSG_OOB | MSG_NOSIGNAL);
     if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) return fail(errno);
+      if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
       dst_.writable = false;
       return PumpStatus::Waiting;
     }
@@ -88,7 +89,7 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
         src_.readable = false;
         return PumpStatus::Waiting;
       }
-      return fail(errno);
+      return fail(errno, true);
     }
     const size_t len = static_cast<size_t>(n);
     if (dump) log::dump(dump_as_, scratch.data.get(), len);
@@ -97,6 +98,7 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
       continue;
     }
     moved_ = true;
+    bytes_ += len;
     if (counter) counter->fetch_add(len, std::memory_order_relaxed);
     // A short read drained the socket: skip the read that would only say EAGAIN, unless an
     // end of stream or urgent byte may be waiting behind it (no new edge would announce it).
@@ -106,7 +108,7 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
     if (dst_.writable) {
       sent = ::send(dst_.fd.get(), scratch.data.get(), len, MSG_NOSIGNAL);
       if (sent < 0) {
-        if (errno != EAGAIN && errno != EINTR) return fail(errno);
+        if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
         sent = 0;
       }
     }

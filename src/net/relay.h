@@ -50,6 +50,11 @@ class Direction {
   PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump);
 
   bool done() const { return shut_; }
+  // The source ended its stream (its end may still be on its way to the destination).
+  bool source_ended() const { return eof_; }
+  // Failed() came from the source side (a read), not the destination (a write).
+  bool failed_at_source() const { return failed_at_source_; }
+  uint64_t bytes() const { return bytes_; }
   bool moved_since_last_check();  // for the idle timeout
   int error() const { return error_; }
   size_t buffered() const { return pending_len_; }
@@ -57,7 +62,7 @@ class Direction {
  private:
   PumpStatus flush();
   bool fetch_urgent();
-  PumpStatus fail(int err);
+  PumpStatus fail(int err, bool at_source);
 
   Side& src_;
   Side& dst_;
@@ -70,7 +75,9 @@ class Direction {
   bool eof_ = false;   // src ended
   bool shut_ = false;  // ...and dst's write side was shut down
   bool moved_ = false;
+  bool failed_at_source_ = false;
   int error_ = 0;
+  uint64_t bytes_ = 0;
 };
 
 }  // namespace balance::net

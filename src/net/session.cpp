@@ -20,12 +20,26 @@ core::SelectorOptions selector_options(const cli::Config& c) {
 
 }  // namespace
 
+const char* to_string(EndReason r) {
+  switch (r) {
+    case EndReason::ClientClosed: return "client-closed";
+    case EndReason::ServerClosed: return "server-closed";
+    case EndReason::ClientReset: return "client-reset";
+    case EndReason::ServerReset: return "server-reset";
+    case EndReason::IdleTimeout: return "idle-timeout";
+    case EndReason::NoChannel: return "no-channel";
+    case EndReason::Shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
 Session::Session(Worker& worker, Fd client, const core::Endpoint& peer)
     : worker_(worker),
       loop_(worker.loop()),
       peer_(peer),
       selector_(worker.shared().table, core::client_hash(peer), selector_options(worker.shared().config)) {
   client_.fd = std::move(client);
+  started_ms_ = loop_.now_ms();
 }
 
 Session::~Session() {
@@ -59,7 +73,7 @@ void Session::try_next_channel() {
   pick_.reset();
   worker_.shared().table.header.refused_total.fetch_add(1, std::memory_order_relaxed);
   BALANCE_DEBUG("client %s: no channel answered, closing", peer_.to_string().c_str());
-  close(false);
+  close(EndReason::NoChannel);
 }
 
 // The connect to pick_ ended: 0 = connected, otherwise the reason it failed.
@@ -125,13 +139,18 @@ void Session::pump() {
   const PumpStatus down =
       up == PumpStatus::Failed ? PumpStatus::Failed : downstream_.pump(worker_.scratch(), &channel.rcvd, dump);
   if (upstream_.moved_since_last_check() | downstream_.moved_since_last_check()) last_active_ms_ = loop_.now_ms();
+  if (!first_end_) {
+    if (upstream_.source_ended()) first_end_ = SideId::Client;
+    else if (downstream_.source_ended()) first_end_ = SideId::Server;
+  }
   if (up == PumpStatus::Failed || down == PumpStatus::Failed) {
     const int err = up == PumpStatus::Failed ? upstream_.error() : downstream_.error();
     BALANCE_DEBUG("client %s: aborted: %s", peer_.to_string().c_str(), std::strerror(err));
-    close(true);
+    close(reason_for_failure());
   } else if (upstream_.done() && downstream_.done()) {
     BALANCE_DEBUG("client %s: finished", peer_.to_string().c_str());
-    close(false);
+    // Whoever ended their stream first closed the connection; the other only followed.
+    close(first_end_ == SideId::Client ? EndReason::ClientClosed : EndReason::ServerClosed);
   }
 }
 
@@ -143,14 +162,37 @@ void Session::on_idle_timer() {
     return;
   }
   BALANCE_DEBUG("client %s: idle timeout", peer_.to_string().c_str());
-  close(false);
+  close(EndReason::IdleTimeout);
 }
 
-// Ends the session: with `abort`, each socket is reset rather than closed with a FIN, so a
+// Which peer's error failed the relay: a read error is its source's, a write error its destination's.
+EndReason Session::reason_for_failure() const {
+  const bool up_failed = upstream_.error() != 0;
+  const Direction& d = up_failed ? upstream_ : downstream_;
+  const bool client_side = up_failed == d.failed_at_source();  // upstream reads the client, writes the server
+  return client_side ? EndReason::ClientReset : EndReason::ServerReset;
+}
+
+void Session::log_end(EndReason reason) const {
+  const uint64_t duration = loop_.now_ms() - started_ms_;
+  if (pick_) {
+    log::write(log::Level::Info, "conn client=%s group=%u channel=%u backend=%s duration_ms=%llu sent=%llu rcvd=%llu end=%s",
+               peer_.to_string().c_str(), pick_->group, pick_->channel, pick_->endpoint.to_string().c_str(),
+               static_cast<unsigned long long>(duration), static_cast<unsigned long long>(upstream_.bytes()),
+               static_cast<unsigned long long>(downstream_.bytes()), to_string(reason));
+  } else {
+    log::write(log::Level::Info, "conn client=%s group=- channel=- backend=- duration_ms=%llu sent=0 rcvd=0 end=%s",
+               peer_.to_string().c_str(), static_cast<unsigned long long>(duration), to_string(reason));
+  }
+}
+
+// Ends the session. After a reset, each socket is reset rather than closed with a FIN, so a
 // peer's reset reaches the other peer.
-void Session::close(bool abort) {
+void Session::close(EndReason reason) {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
+  if (worker_.shared().config.log_conns) log_end(reason);
+  const bool abort = reason == EndReason::ClientReset || reason == EndReason::ServerReset;
   loop_.timers().cancel(timer_);
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;

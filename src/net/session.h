@@ -22,6 +22,10 @@ namespace balance::net {
 
 class Worker;
 
+// How a session ended (the --log-conns "end" field).
+enum class EndReason { ClientClosed, ServerClosed, ClientReset, ServerReset, IdleTimeout, NoChannel, Shutdown };
+const char* to_string(EndReason r);
+
 class Session {
  public:
   Session(Worker& worker, Fd client, const core::Endpoint& peer);
@@ -56,7 +60,9 @@ class Session {
   void on_connected();
   void pump();
   void on_idle_timer();
-  void close(bool abort);
+  void close(EndReason reason);
+  EndReason reason_for_failure() const;
+  void log_end(EndReason reason) const;
 
   Worker& worker_;
   EventLoop& loop_;
@@ -72,6 +78,8 @@ class Session {
   Direction downstream_{server_, client_, log::Direction::FromServer};
   TimerHook timer_;  // connect timeout while Connecting, idle timeout while Relaying
   uint64_t last_active_ms_ = 0;
+  uint64_t started_ms_ = 0;
+  std::optional<SideId> first_end_;  // the peer that ended its stream first
 };
 
 }  // namespace balance::net
