@@ -1,11 +1,11 @@
 #include "master/master.h"
 
-#include <signal.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -13,6 +13,8 @@
 #include "ctl/segment.h"
 #include "log/log.h"
 #include "master/daemon.h"
+#include "master/supervisor.h"
+#include "net/loop.h"
 #include "net/sockets.h"
 #include "net/worker.h"
 
@@ -26,16 +28,6 @@ void raise_descriptor_limit() {
     lim.rlim_cur = lim.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &lim);
   }
-}
-
-// Blocks the stop signals in this thread and every thread it starts; the master waits for them.
-sigset_t block_stop_signals() {
-  ::signal(SIGPIPE, SIG_IGN);
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&set, sig);
-  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
 }
 
 void fill_table(core::Table& table, const cli::Config& config) {
@@ -61,15 +53,73 @@ void trace_config(const cli::Config& config, unsigned threads) {
   }
 }
 
-// Waits for a stop signal (SIGHUP is ignored: there is no configuration file to reread).
-void wait_for_stop(const sigset_t& set) {
+// The running proxy: what start-up built, in the order it must be torn down.
+class Proxy {
+ public:
+  Proxy(const cli::Config& config, net::Fd listener, std::unique_ptr<ctl::Segment> segment)
+      : config_(config), listener_(std::move(listener)), segment_(std::move(segment)), supervisor_(config.foreground) {}
+
+  // Starts the workers; the proxy serves from here on.
+  void start();
+  // Serves until a stop signal, then stops (gracefully unless told otherwise).
+  void run();
+
+ private:
+  void drain();
+  unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
+
+  const cli::Config& config_;
+  net::Fd listener_;
+  std::unique_ptr<ctl::Segment> segment_;
+  Supervisor supervisor_;  // before the workers: they call back into it until joined
+  std::unique_ptr<net::WorkerShared> shared_;
+  std::vector<std::unique_ptr<net::Worker>> workers_;
+};
+
+void Proxy::start() {
+  core::Table& table = segment_->table();
+  const unsigned threads = config_.threads ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
+  table.header.threads.store(threads);
+  trace_config(config_, threads);
+  // -p writes to the terminal; a daemon has none, so it never dumps.
+  shared_ = std::make_unique<net::WorkerShared>(
+      net::WorkerShared{config_, table, listener_.get(), config_.packet_dump && config_.foreground});
+  for (unsigned i = 0; i < threads; ++i) {
+    workers_.push_back(std::make_unique<net::Worker>(*shared_, i));
+    workers_.back()->start();
+  }
+}
+
+void Proxy::run() {
   for (;;) {
-    siginfo_t info;
-    const int sig = ::sigwaitinfo(&set, &info);
-    if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-      log::write(log::Level::Notice, "signal %d received, shutting down", sig);
+    const Event e = supervisor_.wait(-1);
+    if (e == Event::Stop) {
+      drain();
+      break;
+    }
+    if (e == Event::StopNow) break;
+    if (e == Event::Upgrade) log::write(log::Level::Warning, "SIGUSR2: upgrade in place is not available in this build");
+  }
+  for (auto& w : workers_) w->stop_and_join();  // what is left is closed now
+  segment_->unlink();
+  log::write(log::Level::Notice, "stopped");
+}
+
+// Stops accepting (new clients are refused once every worker let go of the listener) and lets
+// the live connections finish, for up to the grace period or until a second stop signal.
+void Proxy::drain() {
+  sd_notify(0, "STOPPING=1");
+  for (auto& w : workers_) w->begin_drain(supervisor_.stopped_accepting_callback(), supervisor_.drained_callback());
+  const uint64_t deadline = net::EventLoop::clock_ms() + uint64_t{config_.grace_s} * 1000u;
+  for (;;) {
+    if (listener_ && supervisor_.stopped_accepting() == worker_count()) listener_.reset();
+    if (supervisor_.drained() == worker_count()) return;
+    const uint64_t now = net::EventLoop::clock_ms();
+    if (now >= deadline) {
+      log::write(log::Level::Notice, "grace period over: closing the remaining connections");
       return;
     }
+    if (supervisor_.wait(static_cast<int>(std::min<uint64_t>(deadline - now, 60000))) == Event::StopNow) return;
   }
 }
 
@@ -95,25 +145,13 @@ int serve(const cli::Config& config) {
     report.send(failure);
     return failure.exit_code;
   }
-  core::Table& table = segment->table();
-  fill_table(table, config);
-  const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
-  table.header.threads.store(threads);
-  trace_config(config, threads);
+  fill_table(segment->table(), config);
 
-  const sigset_t stop_signals = block_stop_signals();
-  // -p writes to the terminal; a daemon has none, so it never dumps.
-  const net::WorkerShared shared{config, table, listener.get(), config.packet_dump && config.foreground};
-  std::vector<std::unique_ptr<net::Worker>> workers;
-  for (unsigned i = 0; i < threads; ++i) {
-    workers.push_back(std::make_unique<net::Worker>(shared, i));
-    workers.back()->start();
-  }
+  Proxy proxy(config, std::move(listener), std::move(segment));
+  proxy.start();
   report.send(std::nullopt);
-
-  wait_for_stop(stop_signals);
-  for (auto& w : workers) w->stop_and_join();
-  segment->unlink();
+  sd_notify(0, "READY=1");
+  proxy.run();
   return kExitOk;
 }
 
