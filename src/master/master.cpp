@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "master/daemon.h"
 #include "master/supervisor.h"
+#include "net/health_checker.h"
 #include "net/loop.h"
 #include "net/sockets.h"
 #include "net/worker.h"
@@ -74,6 +75,7 @@ class Proxy {
   Supervisor supervisor_;  // before the workers: they call back into it until joined
   std::unique_ptr<net::WorkerShared> shared_;
   std::vector<std::unique_ptr<net::Worker>> workers_;
+  std::unique_ptr<net::HealthChecker> checker_;
 };
 
 void Proxy::start() {
@@ -88,6 +90,10 @@ void Proxy::start() {
     workers_.push_back(std::make_unique<net::Worker>(*shared_, i));
     workers_.back()->start();
   }
+  if (config_.check_interval_s > 0) {
+    checker_ = std::make_unique<net::HealthChecker>(table, config_);
+    checker_->start();
+  }
 }
 
 void Proxy::run() {
@@ -100,6 +106,7 @@ void Proxy::run() {
     if (e == Event::StopNow) break;
     if (e == Event::Upgrade) log::write(log::Level::Warning, "SIGUSR2: upgrade in place is not available in this build");
   }
+  if (checker_) checker_->stop_and_join();
   for (auto& w : workers_) w->stop_and_join();  // what is left is closed now
   segment_->unlink();
   log::write(log::Level::Notice, "stopped");

@@ -1,0 +1,43 @@
+// Active health checks (--check SECONDS): every channel is probed with a TCP connect once per
+// interval, the probes of different channels spread over the interval rather than all at once.
+// --rise successes in a row mark a down channel up, --fall failures in a row mark an up channel
+// down. Health is separate from the admin state (enable/disable): the selection policy skips a
+// channel that is down or disabled. Channels added at runtime (`create`) are picked up.
+//
+// Threading: its own thread and event loop; it writes only Channel::health (an atomic).
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "cli/config.h"
+#include "core/table.h"
+#include "net/loop.h"
+
+namespace balance::net {
+
+class HealthChecker {
+ public:
+  HealthChecker(core::Table& table, const cli::Config& config);
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  void start();
+  void stop_and_join();
+
+ private:
+  class Probe;
+  void run();
+  void scan();  // creates probes for channels that appeared
+
+  core::Table& table_;
+  const cli::Config& config_;
+  EventLoop loop_;
+  std::vector<std::unique_ptr<Probe>> probes_;  // index g * kMaxChannels + c
+  TimerHook scan_timer_;
+  std::thread thread_;
+};
+
+}  // namespace balance::net
