@@ -121,6 +121,13 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
   }
 }
 
+void Direction::queue_first(const std::string& bytes) {
+  pending_.reset(new unsigned char[bytes.size()]);
+  std::memcpy(pending_.get(), bytes.data(), bytes.size());
+  pending_off_ = 0;
+  pending_len_ = bytes.size();
+}
+
 bool Direction::moved_since_last_check() {
   const bool m = moved_;
   moved_ = false;

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "log/dump.h"
 #include "net/fd.h"
@@ -48,6 +49,10 @@ class Direction {
 
   // Moves as much as the sockets allow. `counter` gets the bytes read; `dump` writes the -p dump.
   PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump);
+
+  // Queues bytes of our own to go out before anything read from the source (the PROXY header).
+  // Only before the first pump.
+  void queue_first(const std::string& bytes);
 
   bool done() const { return shut_; }
   // The source ended its stream (its end may still be on its way to the destination).

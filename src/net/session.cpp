@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "log/log.h"
+#include "net/proxy_protocol.h"
 #include "net/sockets.h"
 #include "net/worker.h"
 
@@ -110,11 +111,20 @@ void Session::on_connected() {
   BALANCE_DEBUG("client %s: connected to %s (group %u channel %u)", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel);
   set_stream_options(client_.fd.get());
+  send_proxy_header();
   loop_.add(client_.fd.get(), kStreamEvents, client_watch_);
   const unsigned idle = worker_.shared().config.idle_timeout_s;
   last_active_ms_ = loop_.now_ms();
   if (idle > 0) loop_.timers().schedule(timer_, last_active_ms_ + idle * 1000u, [this] { on_idle_timer(); });
   pump();
+}
+
+// With --proxy-protocol, the backend first learns who the client is and which address it reached.
+void Session::send_proxy_header() {
+  const cli::ProxyProtocol version = worker_.shared().config.proxy_protocol;
+  if (version == cli::ProxyProtocol::None) return;
+  const core::Endpoint local = local_endpoint(client_.fd.get()).value_or(core::Endpoint{});
+  upstream_.queue_first(version == cli::ProxyProtocol::V1 ? proxy_header_v1(peer_, local) : proxy_header_v2(peer_, local));
 }
 
 void Session::on_events(SideId id, uint32_t events) {

@@ -35,6 +35,8 @@ class Session {
 
   // Starts the first connect. May close the session at once (no channel answered).
   void start();
+  // Closes the session now (the process is stopping).
+  void shutdown() { close(EndReason::Shutdown); }
 
   size_t index = 0;  // position in the worker's session list (owned by Worker)
 
@@ -58,6 +60,7 @@ class Session {
   void on_connect_result(int error);
   void fail_current(int error);
   void on_connected();
+  void send_proxy_header();
   void pump();
   void on_idle_timer();
   void close(EndReason reason);

@@ -27,12 +27,15 @@ void Worker::run() {
   acceptor_ = std::make_unique<Acceptor>(*this, shared_.listen_fd);
   loop_.run();
   acceptor_.reset();
-  sessions_.clear();  // closes every socket and gives back every channel slot
+  // What is left when the loop stops is cut off: each session logs it and gives its slot back.
+  for (auto& s : sessions_) s->shutdown();
+  sessions_.clear();
 }
 
-void Worker::begin_drain(std::function<void()> drained) {
-  loop_.post([this, drained = std::move(drained)]() mutable {
-    acceptor_.reset();  // stop accepting: the listener leaves this loop
+void Worker::begin_drain(std::function<void()> stopped_accepting, std::function<void()> drained) {
+  loop_.post([this, stopped_accepting = std::move(stopped_accepting), drained = std::move(drained)]() mutable {
+    acceptor_.reset();  // the listener leaves this loop: no accept can be under way any more
+    stopped_accepting();
     on_drained_ = std::move(drained);
     notify_if_drained();
   });

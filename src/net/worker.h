@@ -34,9 +34,9 @@ class Worker {
 
   void start();        // spawns the thread
   void stop_and_join();  // any thread: closes what is left
-  // Any thread: stops accepting; `drained` then runs on this worker's thread once its last
-  // session has ended (at once if there is none).
-  void begin_drain(std::function<void()> drained);
+  // Any thread: stops accepting, then runs `stopped_accepting`; `drained` runs once its last
+  // session has ended (at once if there is none). Both run on this worker's thread.
+  void begin_drain(std::function<void()> stopped_accepting, std::function<void()> drained);
 
   // Loop-thread API for sessions and the acceptor.
   EventLoop& loop() { return loop_; }
