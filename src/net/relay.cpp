@@ -79,8 +79,9 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
       }
       return PumpStatus::Done;
     }
-    if (!src_.readable) return PumpStatus::Waiting;
+    // Urgent data first: a lone urgent byte is announced by EPOLLPRI only, not as readable.
     if (src_.urgent && fetch_urgent()) continue;
+    if (!src_.readable) return PumpStatus::Waiting;
 
     const ssize_t n = ::recv(src_.fd.get(), scratch.data.get(), ScratchBuffer::kSize, 0);
     if (n < 0) {

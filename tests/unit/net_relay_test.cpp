@@ -171,6 +171,23 @@ TEST(Relay, UrgentDataStaysUrgentAndInPlace) {
   EXPECT_EQ(read_to_eof(rig.reader()), "cd");
 }
 
+// A lone urgent byte is announced by EPOLLPRI alone (the socket is not "readable"): it is
+// forwarded at once, not left waiting for ordinary data to follow.
+TEST(Relay, LoneUrgentByteIsForwardedOnPriAlone) {
+  Rig rig;
+  rig.src.readable = false;  // as after an earlier EAGAIN
+  ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  rig.dst.note(EPOLLOUT);
+  rig.src.note(EPOLLPRI);
+  ASSERT_FALSE(rig.src.readable);
+  EXPECT_EQ(rig.dir.pump(rig.scratch, &rig.counter, false), PumpStatus::Waiting);
+  ASSERT_TRUE(wait_readable(rig.reader()));
+  char urgent = 0;
+  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
+  EXPECT_EQ(urgent, '!');
+}
+
 // A reset from the source fails the direction with the error, for the session to abort.
 TEST(Relay, ResetFailsTheDirection) {
   Rig rig;

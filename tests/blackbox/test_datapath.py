@@ -1,0 +1,250 @@
+"""The data path (COMPAT.md, "Data transfer"): integrity, half-close, resets, -T, urgent data."""
+
+import hashlib
+import socket
+import threading
+
+import pytest
+
+import harness as h
+
+MiB = 1 << 20
+
+
+class Sender(threading.Thread):
+    """Sends `total` random bytes on `sock` in the background, then optionally shuts down writing.
+
+    .sha256 / .sent hold what was sent; .error the exception that stopped it, if any.
+    """
+
+    def __init__(self, sock, total, shutdown=True):
+        super().__init__(daemon=True)
+        self.sock, self.total, self.shutdown = sock, total, shutdown
+        self.hasher = hashlib.sha256()
+        self.sent = 0
+        self.error = None
+
+    def run(self):
+        try:
+            for chunk in h.random_stream(self.total, self.hasher):
+                self.sock.sendall(chunk)
+                self.sent += len(chunk)
+            if self.shutdown:
+                self.sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            self.error = e
+
+    @property
+    def sha256(self):
+        return self.hasher.hexdigest()
+
+    def finish(self, timeout=120):
+        self.join(h.scaled(timeout))
+        assert not self.is_alive(), f"sender still blocked after {self.sent} bytes"
+
+
+def test_integrity_64mib_each_way_through_echo(start_balance, backends):
+    """64 MiB of random data sent while the echo comes back at the same time arrives intact (sha256)."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port, timeout=120) as c:
+        sender = Sender(c, 64 * MiB)
+        sender.start()
+        got = hashlib.sha256()
+        h.recv_until_eof(c, 180, hasher=got, keep=False)
+        sender.finish()
+    assert sender.error is None, sender.error
+    rec = srv.wait_connections(1)[0]
+    assert rec.ended.wait(h.scaled(30))
+    assert rec.received_bytes == 64 * MiB
+    assert rec.received_sha256 == sender.sha256
+    assert got.hexdigest() == sender.sha256
+
+
+def test_integrity_64mib_both_directions_independent(start_balance, backends):
+    """The client sends 64 MiB while the backend sends its own 64 MiB at once; each side
+    receives exactly what the other sent (sha256 and byte count)."""
+    srv = backends(h.SinkServer(reply=64 * MiB, reply_when="start"))
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port, timeout=120) as c:
+        sender = Sender(c, 64 * MiB)
+        sender.start()
+        got = hashlib.sha256()
+        count = [0]
+
+        class Counting:
+            def update(self, data):
+                got.update(data)
+                count[0] += len(data)
+
+        h.recv_until_eof(c, 180, hasher=Counting(), keep=False)
+        sender.finish()
+    assert sender.error is None, sender.error
+    rec = srv.wait_connections(1)[0]
+    assert rec.ended.wait(h.scaled(30))
+    assert (rec.received_bytes, rec.received_sha256) == (64 * MiB, sender.sha256)
+    assert (count[0], got.hexdigest()) == (rec.sent_bytes, rec.sent_sha256)
+    assert rec.sent_bytes == 64 * MiB
+
+
+def test_client_half_close_still_gets_full_reply(start_balance, backends):
+    """A client that shuts down writing still receives the server's whole reply, sent after the server saw EOF."""
+    srv = backends(h.SinkServer(reply=4 * MiB, reply_when="eof"))
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port) as c:
+        sender = Sender(c, 1 * MiB, shutdown=True)
+        sender.run()  # inline: send, then shut down writing
+        assert sender.error is None, sender.error
+        got = hashlib.sha256()
+        data_len = len(h.recv_until_eof(c, 60, hasher=got))
+    rec = srv.wait_connections(1)[0]
+    assert rec.ended.wait(h.scaled(30))
+    assert (rec.received_bytes, rec.received_sha256) == (1 * MiB, sender.sha256)
+    assert (data_len, got.hexdigest()) == (4 * MiB, rec.sent_sha256)
+
+
+def test_server_half_close_client_can_still_send(start_balance, backends):
+    """After the server ends its stream (shutdown write), the client reads it all and can still
+    send: the server receives everything the client sends afterwards."""
+    srv = backends(h.SinkServer(reply=1 * MiB, reply_when="start", half_close=True))
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port) as c:
+        got = hashlib.sha256()
+        assert len(h.recv_until_eof(c, 60, hasher=got)) == 1 * MiB
+        sender = Sender(c, 2 * MiB, shutdown=True)
+        sender.run()
+        assert sender.error is None, sender.error
+        rec = srv.wait_connections(1)[0]
+        assert rec.ended.wait(h.scaled(30)), "server never saw the end of the client's data"
+    assert got.hexdigest() == rec.sent_sha256
+    assert (rec.received_bytes, rec.received_sha256) == (2 * MiB, sender.sha256)
+    assert rec.end == "eof"
+
+
+def test_backend_reset_mid_stream(start_balance, backends):
+    """A backend resetting mid-stream ends the client's connection promptly; balance keeps serving."""
+    srv = backends(h.EchoServer(reset_after=256 * 1024))
+    port = h.free_port()
+    bal = start_balance(port, [srv.address])
+    baseline = bal.fd_count()
+    with h.connect(port) as c:
+        sender = Sender(c, 16 * MiB, shutdown=False)
+        sender.start()
+        assert h.expect_closed(c, 20) in ("eof", "reset")
+        sender.finish(30)
+    # A new client is served normally (a short exchange stays under reset_after).
+    with h.connect(port) as c:
+        c.sendall(b"ping")
+        assert h.recv_exact(c, 4) == b"ping"
+    bal.wait_fd_count(baseline)
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "streaming"])
+def test_client_vanishing_mid_stream(start_balance, backends, how, busy):
+    """A client that disappears (close or RST) mid-stream makes balance end the backend connection
+    (the backend sees EOF or a reset) and release every descriptor it used."""
+    srv = backends(h.SinkServer(reply=256 * MiB, reply_when="start") if busy else h.EchoServer())
+    port = h.free_port()
+    bal = start_balance(port, [srv.address])
+    baseline = bal.fd_count()
+    c = h.connect(port)
+    try:
+        c.sendall(b"x" * 100000)
+        if busy:
+            h.recv_exact(c, 1 * MiB, 30)  # data is flowing toward the client
+        else:
+            assert h.recv_exact(c, 100000, 30) == b"x" * 100000
+        rec = srv.wait_connections(1)[0]
+        if how == "reset":
+            h.set_linger_reset(c)
+    finally:
+        c.close()
+    assert rec.ended.wait(h.scaled(20)), "backend connection still open after the client vanished"
+    assert rec.end in ("eof", "reset", "done"), rec.end
+    assert bal.alive()
+    bal.wait_no_connections()
+    bal.wait_fd_count(baseline)
+
+
+def test_idle_timeout_closes_idle_keeps_active(start_balance, backends):
+    """With -T 1 an idle connection is closed (the client reads EOF) while a busy one survives."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    start_balance(port, [srv.address], opts=["-T", "1"])
+    idle = h.connect(port)
+    active = h.connect(port)
+    stop = threading.Event()
+    errors = []
+    exchanges = [0]
+
+    def keep_busy():
+        try:
+            while not stop.is_set():
+                active.sendall(b".")
+                assert h.recv_exact(active, 1, 10) == b"."
+                exchanges[0] += 1
+                stop.wait(0.2)
+        except (OSError, AssertionError) as e:
+            errors.append(e)
+
+    t = threading.Thread(target=keep_busy, daemon=True)
+    t.start()
+    try:
+        assert h.expect_closed(idle, 15) in ("eof", "reset")
+        # Keep the active one going for more than another full timeout period.
+        target = exchanges[0] + 10
+        h.wait_for(lambda: exchanges[0] >= target or errors, 20, "more exchanges on the active connection")
+    finally:
+        stop.set()
+        t.join(h.scaled(15))
+        idle.close()
+    assert not errors, f"active connection broke: {errors[0]!r}"
+    active.sendall(b"!")
+    assert h.recv_exact(active, 1) == b"!"
+    active.close()
+
+
+def test_urgent_data_first_byte_and_later_both_ways(start_balance, backends):
+    """Urgent bytes from the client (as its very first byte and later) reach the backend as urgent
+    data and its urgent echoes reach the client as urgent data; ordinary bytes around them are intact."""
+    srv = backends(h.OobEchoServer())
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port) as c:
+        r = h.UrgentReader(c)
+        h.send_urgent(c, b"X")
+        r.wait(lambda r: r.urgent == b"X", what="urgent X back")
+        rec = srv.wait_connections(1)[0]
+        assert bytes(rec.urgent) == b"X" and bytes(rec.received) == b""
+        c.sendall(b"abc")
+        r.wait(lambda r: r.ordinary == b"abc", what="abc back")
+        h.send_urgent(c, b"Y")
+        r.wait(lambda r: r.urgent == b"XY", what="urgent Y back")
+        c.sendall(b"def")
+        r.wait(lambda r: r.ordinary == b"abcdef", what="def back")
+        c.shutdown(socket.SHUT_WR)
+        r.wait(lambda r: r.eof, what="end of stream")
+    assert rec.ended.wait(h.scaled(10))
+    assert bytes(rec.urgent) == b"XY"
+    assert bytes(rec.received) == b"abcdef"
+    assert r.urgent == b"XY" and r.ordinary == b"abcdef"
+
+
+def test_urgent_data_from_server_as_first_byte(start_balance, backends):
+    """An urgent byte that is the backend's very first byte reaches the client as urgent data,
+    and ordinary data then flows normally."""
+    srv = backends(h.OobEchoServer(greet_urgent=b"Z"))
+    port = h.free_port()
+    start_balance(port, [srv.address])
+    with h.connect(port) as c:
+        r = h.UrgentReader(c)
+        r.wait(lambda r: r.urgent == b"Z", what="urgent Z from the server")
+        assert r.ordinary == b""
+        c.sendall(b"hello")
+        r.wait(lambda r: r.ordinary == b"hello", what="hello back")
+    assert r.urgent == b"Z"

@@ -1,0 +1,66 @@
+"""The -p packet dump on stdout (COMPAT.md, "Data transfer"), for a known exchange."""
+
+import socket
+
+import harness as h
+
+
+def reference_dump(arrow, data):
+    """The dump block COMPAT.md specifies for one read of `data` ("->" client, "-<" server)."""
+    out = [f"{arrow} {len(data)}\n"]
+    column = 0
+    for b in data:
+        if b == 0x5C:
+            out.append("\\\\")
+            column += 2
+        elif 0x20 <= b <= 0x7E:
+            out.append(chr(b))
+            column += 1
+        else:
+            out.append("\\%02X" % b)
+            column += 3
+            if b == 0x0A:
+                out.append("\n")
+                column = 0
+        if column > 80:
+            out.append("\n")
+            column = 0
+    out.append("\n")
+    return "".join(out)
+
+
+def test_reference_dump_matches_compat_example():
+    """The reference formatter used below reproduces the body of COMPAT.md's own example.
+
+    (COMPAT.md's header says `-> 27`, but the example's data is 24 bytes; the rule "N = bytes
+    read" is followed here, so the header is `-> 24`.)
+    """
+    data = b"hello\\world\x01\x7f\xff\tend\nline2"
+    assert len(data) == 24
+    assert reference_dump("->", data) == "-> 24\nhello\\\\world\\01\\7F\\FF\\09end\\0A\nline2\n"
+
+
+def test_packet_dump_of_known_exchange(start_balance, backends):
+    """With -fp every block read from the client (`-> N`) and from the server (`-< N`) is dumped
+    exactly in the COMPAT.md format, including the end-of-stream blocks."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    bal = start_balance(port, [srv.address], flags="-fp")
+    messages = [
+        b"hello\\world\x01\x7f\xff\tend\nline2",           # COMPAT.md's example
+        bytes(range(256)),                                  # every byte value, wraps at 80 columns
+        b"A" * 100 + b"\\" * 30 + b"\n",                   # long printable run, ends with a newline
+    ]
+    with h.connect(port) as c:
+        for m in messages:
+            c.sendall(m)
+            assert h.recv_exact(c, len(m)) == m
+        c.shutdown(socket.SHUT_WR)
+        assert h.recv_until_eof(c) == b""
+    expected = "".join(reference_dump("->", m) + reference_dump("-<", m) for m in messages)
+    expected += reference_dump("->", b"") + reference_dump("-<", b"")
+    try:
+        h.wait_for(lambda: len(bal.stdout_bytes()) >= len(expected.encode()), 10, "the complete dump on stdout")
+    finally:
+        got = bal.stdout()
+    assert got == expected

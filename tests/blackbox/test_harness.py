@@ -1,0 +1,125 @@
+"""Self-tests of the harness: the backends and /proc helpers, without the balance binary."""
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+import harness as h
+
+
+def test_free_port_is_refused_and_bindable():
+    """free_port() gives a port nobody listens on (connect refused) that can then be bound."""
+    port = h.free_port()
+    with pytest.raises(ConnectionRefusedError):
+        h.connect(port, timeout=5)
+    with h.EchoServer(port=port) as srv:
+        assert srv.port == port
+
+
+def test_listen_state_seen_in_proc():
+    """A listener of this process shows up in /proc/net/tcp as LISTEN and is attributed to us."""
+    with h.EchoServer() as srv:
+        assert h.is_listening(os.getpid(), srv.port, "127.0.0.1")
+        assert os.getpid() in h.listening_pids(srv.port)
+    if h.have_ipv6():
+        with h.EchoServer(family=socket.AF_INET6) as srv6:
+            assert h.is_listening(os.getpid(), srv6.port, "::1")
+
+
+def test_name_server_sends_name_then_echoes():
+    """NameServer sends its name and a newline on accept, then echoes."""
+    with h.NameServer("alpha") as srv, h.connect(srv.port) as c:
+        assert h.recv_until(c, b"\n") == b"alpha\n"
+        c.sendall(b"ping")
+        assert h.recv_exact(c, 4) == b"ping"
+        c.shutdown(socket.SHUT_WR)
+        assert h.recv_until_eof(c) == b""
+        rec = srv.wait_connections(1)[0]
+        assert rec.ended.wait(5) and rec.end == "eof"
+
+
+def test_echo_server_reset_after():
+    """EchoServer(reset_after=N) resets the connection once N bytes arrived."""
+    with h.EchoServer(reset_after=10) as srv, h.connect(srv.port) as c:
+        c.sendall(b"x" * 20)
+        assert h.expect_closed(c) == "reset"
+
+
+def test_sink_server_records_hashes_both_ways():
+    """SinkServer hashes what it receives and what it sends; the client sees the same bytes."""
+    with h.SinkServer(reply=3 << 20) as srv, h.connect(srv.port) as c:
+        sent = hashlib.sha256()
+        got = hashlib.sha256()
+        t = threading.Thread(target=lambda: h.recv_until_eof(c, 30, hasher=got, keep=False))
+        t.start()
+        for chunk in h.random_stream(5 << 20, sent):
+            c.sendall(chunk)
+        c.shutdown(socket.SHUT_WR)
+        t.join(30)
+        rec = srv.wait_connections(1)[0]
+        assert rec.ended.wait(10)
+        assert rec.received_bytes == 5 << 20 and rec.received_sha256 == sent.hexdigest()
+        assert rec.sent_bytes == 3 << 20 and rec.sent_sha256 == got.hexdigest()
+
+
+def test_sink_server_half_close():
+    """SinkServer(half_close=True) ends its stream after the reply and still reads the peer."""
+    with h.SinkServer(reply=1000, half_close=True) as srv, h.connect(srv.port) as c:
+        assert len(h.recv_until_eof(c)) == 1000
+        c.sendall(b"after")
+        c.shutdown(socket.SHUT_WR)
+        rec = srv.wait_connections(1)[0]
+        assert rec.ended.wait(10)
+        assert bytes(rec.received) == b"after"
+
+
+def test_blackhole_connect_times_out():
+    """A connect to BlackholeServer is neither accepted nor refused within a second."""
+    with h.BlackholeServer() as bh:
+        s = socket.socket()
+        s.settimeout(1.0)
+        with pytest.raises(socket.timeout):
+            s.connect(("127.0.0.1", bh.port))
+        s.close()
+
+
+def test_urgent_data_both_ways_directly():
+    """OobEchoServer returns urgent bytes as urgent data and ordinary bytes unchanged."""
+    with h.OobEchoServer() as srv, h.connect(srv.port) as c:
+        r = h.UrgentReader(c)
+        h.send_urgent(c, b"X")
+        r.wait(lambda r: r.urgent == b"X", what="urgent X")
+        c.sendall(b"abc")
+        r.wait(lambda r: r.ordinary == b"abc", what="abc")
+        h.send_urgent(c, b"Y")
+        r.wait(lambda r: r.urgent == b"XY", what="urgent Y")
+        c.sendall(b"def")
+        r.wait(lambda r: r.ordinary == b"abcdef", what="def")
+        c.shutdown(socket.SHUT_WR)
+        r.wait(lambda r: r.eof, what="eof")
+        rec = srv.wait_connections(1)[0]
+        assert rec.ended.wait(5)
+        assert bytes(rec.urgent) == b"XY" and bytes(rec.received) == b"abcdef"
+
+
+def test_fd_count_and_socket_states_of_self():
+    """fd_count and tcp_sockets see this process's connections."""
+    with h.EchoServer() as srv:
+        before = h.fd_count(os.getpid())
+        c = h.connect(srv.port)
+        srv.wait_connections(1)
+        assert h.fd_count(os.getpid()) >= before + 1
+        assert "ESTABLISHED" in h.socket_states(os.getpid())
+        c.close()
+
+
+def test_wait_for_times_out():
+    """wait_for raises AssertionError naming the condition when the deadline passes."""
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match="never"):
+        h.wait_for(lambda: False, 0.2, "never")
+    assert time.monotonic() - start < 5 * h.SCALE
