@@ -23,7 +23,9 @@ namespace balance::net {
 // a flag stays set until a syscall says EAGAIN).
 struct Side {
   Fd fd;
-  bool readable = true;
+  // Readable only once epoll says so (it reports the current state when a socket is added): a
+  // speculative read could land on an urgent mark unannounced and skip the urgent byte.
+  bool readable = false;
   bool writable = true;
   bool hangup = false;  // EPOLLRDHUP/HUP/ERR seen: read on to the end, a short read is not "empty"
   bool urgent = false;  // EPOLLPRI seen: urgent data is on its way or waiting
