@@ -53,17 +53,12 @@ PumpStatus Direction::flush() {
 }
 
 // At the urgent mark, takes the urgent byte out of band, so it is forwarded in its place in the
-// stream. Returns true when a byte was taken.
+// stream. Returns true when a byte was taken. (A read that starts exactly at an unannounced mark
+// makes the kernel skip and drop the urgent byte, which is why sockets are read only once epoll
+// has reported them, and EPOLLPRI is looked at before reading.)
 bool Direction::fetch_urgent() {
   int at_mark = 0;
-  if (::ioctl(src_.fd.get(), SIOCATMARK, &at_mark) != 0) return false;
-  if (!at_mark) {
-    // Not at the mark: either ordinary data still comes first (read it), or a read raced with
-    // the urgent byte's arrival and already stepped over the mark. Then nothing is left to read
-    // before it, and the byte is forwarded now rather than lost.
-    int queued = 0;
-    if (::ioctl(src_.fd.get(), FIONREAD, &queued) != 0 || queued > 0) return false;
-  }
+  if (::ioctl(src_.fd.get(), SIOCATMARK, &at_mark) != 0 || !at_mark) return false;
   const ssize_t n = ::recv(src_.fd.get(), &urgent_byte_, 1, MSG_OOB);
   if (n == 1) {
     have_urgent_ = true;

@@ -188,24 +188,6 @@ TEST(Relay, LoneUrgentByteIsForwardedOnPriAlone) {
   EXPECT_EQ(urgent, '!');
 }
 
-// A read that raced with the urgent byte's arrival steps over the mark (Linux skips the byte in
-// the stream); the byte is still forwarded as urgent data when EPOLLPRI is seen, not lost.
-TEST(Relay, UrgentByteBehindTheReadPositionIsNotLost) {
-  Rig rig;
-  ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
-  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
-  char buf[8];
-  ASSERT_EQ(::recv(rig.src.fd.get(), buf, sizeof buf, MSG_DONTWAIT), -1);  // steps over the mark
-  int at_mark = 1;
-  ASSERT_EQ(::ioctl(rig.src.fd.get(), SIOCATMARK, &at_mark), 0);
-  ASSERT_EQ(at_mark, 0);
-  EXPECT_EQ(rig.pump(EPOLLPRI), PumpStatus::Waiting);
-  ASSERT_TRUE(wait_readable(rig.reader()));
-  char urgent = 0;
-  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
-  EXPECT_EQ(urgent, '!');
-}
-
 // A reset from the source fails the direction with the error, for the session to abort.
 TEST(Relay, ResetFailsTheDirection) {
   Rig rig;
