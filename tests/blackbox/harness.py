@@ -308,11 +308,11 @@ def run(args: Sequence[str], timeout: float = 20, rundir: Optional[str] = None,
                                 start_new_session=True)
         try:
             if stdin_data is not None:
-                try:
+                try:  # the program may exit without reading its input (e.g. no master)
                     proc.stdin.write(stdin_data)
+                    proc.stdin.close()
                 except BrokenPipeError:
                     pass
-                proc.stdin.close()
             rc = proc.wait(timeout=scaled(timeout))
         except subprocess.TimeoutExpired:
             try:

@@ -1,0 +1,103 @@
+#include "ctl/control.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "ctl/executor.h"
+#include "ctl/input.h"
+#include "ctl/kill.h"
+#include "ctl/resolve.h"
+#include "ctl/segment.h"
+#include "version.h"
+
+namespace balance::ctl {
+namespace {
+
+void print_error(const std::string& message) { std::fprintf(stderr, "%s\n", message.c_str()); }
+
+std::unique_ptr<Segment> attach_or_report(const cli::Config& config, int& exit_code) {
+  ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error return, not a silent death
+  Trace trace;
+  if (config.debug) trace = [](const std::string& line) { std::fprintf(stderr, "balance: %s\n", line.c_str()); };
+  Failure failure;
+  auto segment = Segment::attach({config.port, config.bind_text, config.use_mmap}, failure, trace);
+  if (!segment) {
+    print_error(failure.message);
+    exit_code = failure.exit_code;
+  }
+  return segment;
+}
+
+Executor make_executor(Segment& segment) {
+  return Executor(segment.table(), resolve_channel_address, [&segment](const std::function<void()>& change) {
+    const Segment::WriteLock lock(segment);
+    if (!lock.held()) return false;
+    change();
+    return true;
+  });
+}
+
+int carry_out_kill(Segment& segment) {
+  const KillOutcome outcome = kill_master(segment);
+  if (outcome.exit_code != kExitOk) {
+    print_error(outcome.message);
+    return outcome.exit_code;
+  }
+  return write_stdout(outcome.message + "\n") ? kExitOk : kExitIoErr;
+}
+
+bool blank(const std::string& line) { return line.find_first_not_of(" \t\r\n\v\f") == std::string::npos; }
+
+// The shell's read-execute loop; returns the exit code.
+int shell_loop(Segment& segment, Input& input) {
+  Executor executor = make_executor(segment);
+  Session session;
+  std::string line;
+  for (;;) {
+    const InputStatus status = input.read("balance[" + std::to_string(session.group) + "] ", line);
+    if (status == InputStatus::End) return write_stdout("\n") ? kExitOk : kExitIoErr;
+    if (status == InputStatus::TooLong) {
+      if (!write_stdout("line too long\n")) return kExitIoErr;
+      continue;
+    }
+    if (!blank(line) && segment.live_master(false) == 0) {
+      print_error(no_master_failure().message);
+      return kExitUnavailable;
+    }
+    const Reply reply = executor.execute(line, session);
+    if (!write_stdout(reply.out)) return kExitIoErr;
+    if (reply.action == Action::Quit) return kExitOk;
+    if (reply.action == Action::Kill) return carry_out_kill(segment);
+  }
+}
+
+}  // namespace
+
+int run_command(const cli::Config& config) {
+  int exit_code = kExitOk;
+  const auto segment = attach_or_report(config, exit_code);
+  if (!segment) return exit_code;
+  Executor executor = make_executor(*segment);
+  Session session;
+  const Reply reply = executor.execute(config.command, session);
+  if (!write_stdout(reply.out)) return kExitIoErr;
+  if (reply.action == Action::Kill) return carry_out_kill(*segment);
+  return kExitOk;
+}
+
+int run_shell(const cli::Config& config) {
+  int exit_code = kExitOk;
+  const auto segment = attach_or_report(config, exit_code);
+  if (!segment) return exit_code;
+  const std::string banner = std::string("balance ") + kVersion + " interactive command shell\n" +
+                             "PID of master process is " + std::to_string(segment->live_master(false)) + "\n";
+  if (!write_stdout(banner)) return kExitIoErr;
+  const auto input = ::isatty(STDIN_FILENO) ? terminal_input() : stream_input(STDIN_FILENO);
+  return shell_loop(*segment, *input);
+}
+
+}  // namespace balance::ctl

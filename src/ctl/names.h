@@ -1,0 +1,19 @@
+// Where an instance's control segment lives: the run directory and the names derived from the
+// listening port and the -b text. Pure apart from reading the environment and the euid.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace balance::ctl {
+
+// "balance.<port>" or "balance.<port>.<encoded bind text>": a single path component, the same
+// for the shm name and the -M file name. Injective: bytes other than [A-Za-z0-9.-] are written
+// as _XX (hex); a very long bind text is cut and completed by a hash of the whole text.
+std::string segment_stem(uint16_t port, std::string_view bind_text);
+
+// How messages name an instance: "port 8080" or "127.0.0.1 port 8080".
+std::string instance_label(uint16_t port, std::string_view bind_text);
+
+}  // namespace balance::ctl

@@ -1,0 +1,21 @@
+#include "ctl/resolve.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "cli/values.h"
+
+namespace balance::ctl {
+
+Resolved resolve_channel_address(std::string_view host, std::string_view port) {
+  std::optional<core::Endpoint> e = cli::resolve_host(host, 0, AF_UNSPEC, AI_NUMERICHOST);
+  if (!e) e = cli::resolve_host(host, 0, AF_INET, 0);
+  if (!e) e = cli::resolve_host(host, 0, AF_INET6, 0);
+  if (!e) return {ResolveStatus::BadHost, {}};
+  const std::optional<uint16_t> number = cli::parse_port(port);
+  if (!number) return {ResolveStatus::BadPort, {}};
+  e->port = *number;
+  return {ResolveStatus::Ok, *e};
+}
+
+}  // namespace balance::ctl

@@ -1,0 +1,275 @@
+#include "ctl/segment.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "ctl/names.h"
+#include "ctl/proc.h"
+#include "ctl/segment_os.h"
+
+namespace balance::ctl {
+namespace {
+
+Failure invalid_failure(const InstanceId& id, const std::string& why) {
+  return {kExitDataErr,
+          "invalid control segment of balance on " + instance_label(id.port, id.bind_text) + ": " + why + ", exiting."};
+}
+
+Failure system_failure(const std::string& what, const std::string& name, int err) {
+  return {kExitOsErr, what + " " + name + ": " + std::strerror(err)};
+}
+
+// Why a mapped header is not one this program can use; empty when it is.
+std::string header_problem(const core::Header& h) {
+  if (std::memcmp(h.magic, core::kMagic, sizeof core::kMagic) != 0) return "bad magic";
+  if (h.layout_version != core::kLayoutVersion) {
+    return "layout version " + std::to_string(h.layout_version) + ", expected " + std::to_string(core::kLayoutVersion);
+  }
+  if (h.table_size != sizeof(core::Table) || h.max_groups != core::kMaxGroups || h.max_channels != core::kMaxChannels) {
+    return "table size or limits differ from this program's";
+  }
+  return {};
+}
+
+bool header_unwritten(const core::Header& h) {
+  static constexpr char kZero[sizeof h.magic] = {};
+  return std::memcmp(h.magic, kZero, sizeof kZero) == 0;
+}
+
+void trace_line(const Trace& trace, const std::string& line) {
+  if (trace) trace(line);
+}
+
+// A segment left by a dead master is removed; one with a live master is never touched.
+bool remove_stale(const std::string& name, bool is_file, const InstanceId& id, Failure& failure) {
+  const int fd = os::open_existing(name, is_file);
+  if (fd >= 0) {
+    const bool live = os::byte_locked_elsewhere(fd, os::kLivenessByte);
+    ::close(fd);
+    if (live) {
+      failure = {kExitUnavailable, "balance on " + instance_label(id.port, id.bind_text) + " is already running"};
+      return false;
+    }
+  }
+  if (os::remove_name(name, is_file) != 0 && errno != ENOENT) {
+    failure = {kExitCantCreat, "cannot replace control segment " + name + ": " + std::strerror(errno)};
+    return false;
+  }
+  return true;
+}
+
+// Checks what a descriptor handed over by a predecessor refers to; false with `failure` filled.
+bool adoptable(int fd, const InstanceId& id, Failure& failure) {
+  struct stat st{};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    failure = system_failure("cannot use inherited control segment of balance on",
+                             instance_label(id.port, id.bind_text), fd < 0 ? EBADF : errno);
+    return false;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(sizeof(core::Table))) {
+    failure = invalid_failure(id, "the inherited descriptor is not a control segment");
+    return false;
+  }
+  if (!os::lock_byte(fd, os::kLivenessByte, 0)) {  // ours already: this only confirms it
+    failure = invalid_failure(id, "the inherited descriptor does not hold the master lock");
+    return false;
+  }
+  return true;
+}
+
+// Opens the named segment for a client; -1 with `failure` filled (69, 77, 65 or 71) otherwise.
+int open_for_attach(const std::string& name, bool is_file, const InstanceId& id, Failure& failure) {
+  const int fd = os::open_existing(name, is_file);
+  if (fd >= 0) return fd;
+  const int err = errno;
+  if (err == ENOENT || err == ENOTDIR) {
+    failure = no_master_failure();
+  } else if (err == EACCES || err == EPERM) {
+    failure = permission_failure(id);
+  } else if (err == ELOOP) {
+    failure = invalid_failure(id, name + " is a symbolic link");
+  } else {
+    failure = system_failure("cannot open control segment", name, err);
+  }
+  return -1;
+}
+
+}  // namespace
+
+Failure no_master_failure() { return {kExitUnavailable, "no master process, exiting."}; }
+
+Failure permission_failure(const InstanceId& id) {
+  return {kExitNoPerm, "permission denied: balance on " + instance_label(id.port, id.bind_text) +
+                           " belongs to another user, exiting."};
+}
+
+Segment::~Segment() {
+  if (table_ != nullptr) ::munmap(table_, sizeof(core::Table));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool Segment::map(Failure& failure) {
+  struct stat st{};
+  if (::fstat(fd_, &st) != 0) {
+    failure = system_failure("cannot inspect control segment", name_, errno);
+    return false;
+  }
+  owner_ = st.st_uid;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  void* p = ::mmap(nullptr, sizeof(core::Table), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) {
+    failure = system_failure("cannot map control segment", name_, errno);
+    return false;
+  }
+  table_ = static_cast<core::Table*>(p);
+  return true;
+}
+
+std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure) {
+  if (id.use_mmap && !os::ensure_run_directory(run_directory(), failure)) return nullptr;
+  std::unique_ptr<Segment> seg(new Segment());
+  seg->id_ = id;
+  seg->is_file_ = id.use_mmap;
+  seg->name_ = os::segment_name(id);
+  if (!remove_stale(seg->name_, seg->is_file_, id, failure)) return nullptr;
+  seg->fd_ = os::create_exclusive(seg->name_, seg->is_file_);
+  if (seg->fd_ < 0) {
+    failure = {kExitCantCreat, "cannot create control segment " + seg->name_ + ": " + std::strerror(errno)};
+    return nullptr;
+  }
+  if (::ftruncate(seg->fd_, sizeof(core::Table)) != 0) {
+    failure = system_failure("cannot size control segment", seg->name_, errno);
+    os::remove_name(seg->name_, seg->is_file_);
+    return nullptr;
+  }
+  if (!os::lock_byte(seg->fd_, os::kLivenessByte, 0)) {
+    failure = system_failure("cannot lock control segment", seg->name_, errno);
+    os::remove_name(seg->name_, seg->is_file_);
+    return nullptr;
+  }
+  if (!seg->map(failure)) {
+    os::remove_name(seg->name_, seg->is_file_);
+    return nullptr;
+  }
+  seg->table_->init(::getpid(), own_start_ticks(), static_cast<int64_t>(std::time(nullptr)));
+  seg->publish_master();
+  return seg;
+}
+
+std::unique_ptr<Segment> Segment::attach(const InstanceId& id, Failure& failure, const Trace& trace) {
+  std::unique_ptr<Segment> seg(new Segment());
+  seg->id_ = id;
+  seg->is_file_ = id.use_mmap;
+  seg->name_ = os::segment_name(id);
+  trace_line(trace, std::string("attach: ") + (seg->is_file_ ? "mapped file " : "shared memory ") + seg->name_);
+  seg->fd_ = open_for_attach(seg->name_, seg->is_file_, id, failure);
+  if (seg->fd_ < 0) return nullptr;
+  struct stat st{};
+  if (::fstat(seg->fd_, &st) != 0) {
+    failure = system_failure("cannot inspect control segment", seg->name_, errno);
+    return nullptr;
+  }
+  trace_line(trace, "attach: owner uid " + std::to_string(st.st_uid) + ", mode " +
+                        std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
+                        std::to_string(st.st_mode & 7) + ", " + std::to_string(st.st_size) + " bytes");
+  if (st.st_uid != ::geteuid() && ::geteuid() != 0) {
+    failure = permission_failure(id);
+    return nullptr;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    failure = invalid_failure(id, "not a regular file");
+    return nullptr;
+  }
+  if (!os::byte_locked_elsewhere(seg->fd_, os::kLivenessByte)) {
+    trace_line(trace, "attach: no process holds the master lock");
+    failure = no_master_failure();
+    return nullptr;
+  }
+  if (st.st_size != static_cast<off_t>(sizeof(core::Table))) {
+    failure = invalid_failure(id, "size " + std::to_string(st.st_size) + ", expected " +
+                                      std::to_string(sizeof(core::Table)));
+    return nullptr;
+  }
+  if (!seg->map(failure) || !seg->check_header(failure, trace)) return nullptr;
+  return seg;
+}
+
+std::unique_ptr<Segment> Segment::adopt(const InstanceId& id, int fd, Failure& failure) {
+  std::unique_ptr<Segment> seg(new Segment());
+  seg->id_ = id;
+  seg->is_file_ = id.use_mmap;
+  seg->name_ = os::segment_name(id);
+  seg->fd_ = fd;
+  if (!adoptable(fd, id, failure) || !seg->map(failure)) return nullptr;
+  if (const std::string problem = header_problem(seg->table_->header); !problem.empty()) {
+    failure = invalid_failure(id, problem);
+    return nullptr;
+  }
+  seg->publish_master();
+  return seg;
+}
+
+bool Segment::check_header(Failure& failure, const Trace& trace) const {
+  const core::Header& h = table_->header;
+  if (header_unwritten(h)) {
+    trace_line(trace, "attach: header not written yet");
+    failure = no_master_failure();
+    return false;
+  }
+  if (const std::string problem = header_problem(h); !problem.empty()) {
+    failure = invalid_failure(id_, problem);
+    return false;
+  }
+  char version[sizeof h.program_version + 1] = {};
+  std::memcpy(version, h.program_version, sizeof h.program_version);
+  trace_line(trace, "attach: layout " + std::to_string(h.layout_version) + ", written by balance " + version +
+                        ", master pid " + std::to_string(h.master_pid.load()) + ", start ticks " +
+                        std::to_string(h.master_start_ticks) + ", started at " + std::to_string(h.start_time));
+  if (live_master(false) == 0) {
+    trace_line(trace, "attach: the master process is gone (or its PID was reused)");
+    failure = no_master_failure();
+    return false;
+  }
+  return true;
+}
+
+void Segment::publish_master() {
+  table_->header.master_start_ticks = own_start_ticks();
+  table_->header.master_pid.store(::getpid(), std::memory_order_release);
+}
+
+pid_t Segment::live_master(bool strict) const {
+  const pid_t pid = table_->header.master_pid.load(std::memory_order_acquire);
+  if (pid <= 1) return 0;
+  const auto info = read_process(pid);
+  if (!info || !info->running() || info->start_ticks != table_->header.master_start_ticks) return 0;
+  if (info->euid != owner_) return 0;  // a master runs as the user that created its segment
+  if (!os::byte_locked_elsewhere(fd_, os::kLivenessByte)) return 0;
+  if (strict && !maps_file(pid, dev_, ino_)) return 0;
+  return pid;
+}
+
+void Segment::unlink() {
+  const int fd = os::open_existing(name_, is_file_);
+  if (fd < 0) return;
+  struct stat st{};
+  const bool ours = ::fstat(fd, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
+  ::close(fd);
+  if (ours) os::remove_name(name_, is_file_);
+}
+
+Segment::WriteLock::WriteLock(Segment& s, int wait_ms) : fd_(s.fd_) {
+  held_ = os::lock_byte(fd_, os::kWriterByte, wait_ms);
+}
+
+Segment::WriteLock::~WriteLock() {
+  if (held_) os::unlock_byte(fd_, os::kWriterByte);
+}
+
+}  // namespace balance::ctl

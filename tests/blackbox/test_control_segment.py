@@ -1,0 +1,162 @@
+"""The control segment as a user meets it: a stale segment left by a killed master, corrupted or
+resized segments, and another user's attempt to attach, with POSIX shm and with -M."""
+
+import os
+import pwd
+import random
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+import harness as h
+
+# Layout version 1 of core::Table (src/core/table.h): a 128-byte header, then 32 groups of
+# 8256 bytes (type, nchannels, cursor, then 64 channels of 128 bytes); the master pid at 40.
+TABLE_SIZE = 128 + 32 * 8256
+GROUP_OFFSET, GROUP_SIZE = 128, 8256
+MASTER_PID_OFFSET = 40
+
+NO_MASTER = "no master process, exiting.\n"
+
+
+def segment_path(port, rundir, mmap):
+    return os.path.join(rundir, f"balance.{port}") if mmap else f"/dev/shm/balance.{port}"
+
+
+class Instance:
+    """balance on a free port with two named backends in group 0 and one in group 1."""
+
+    def __init__(self, start_balance, backends, rundir, mmap):
+        self.servers = [backends(h.NameServer(n)) for n in ("b1", "b2", "b3")]
+        self.port = h.free_port()
+        self.rundir = rundir
+        self.flags = ["-M"] if mmap else []
+        self.channels = [h.channel(self.servers[0].port), h.channel(self.servers[1].port), "!",
+                         h.channel(self.servers[2].port)]
+        self.start_balance = start_balance
+        self.balance = self.start()
+        self.path = segment_path(self.port, rundir, mmap)
+
+    def start(self):
+        return self.start_balance(self.port, self.channels, opts=self.flags)
+
+    def ctl(self, cmd):
+        return h.ctl(self.port, cmd, rundir=self.rundir, extra_args=self.flags)
+
+    def master_pid_in_header(self):
+        with open(self.path, "rb") as f:
+            return struct.unpack_from("<i", f.read(128), MASTER_PID_OFFSET)[0]
+
+    def poke(self, offset, data):
+        with open(self.path, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+
+
+@pytest.fixture(params=[False, True], ids=["shm", "mmap"])
+def inst(request, start_balance, backends, rundir):
+    return Instance(start_balance, backends, rundir, request.param)
+
+
+def test_segment_is_private(inst):
+    """The segment is a regular file of the master's user, mode 0600, of the table's size."""
+    st = os.stat(inst.path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_size) == (0o600, os.geteuid(), TABLE_SIZE)
+
+
+def test_stale_segment_after_sigkill_is_reported_and_replaced(inst):
+    """A master killed with SIGKILL leaves its segment: clients say there is no master (69),
+    and the next master on the port replaces the segment cleanly."""
+    assert inst.master_pid_in_header() == inst.balance.pid
+    inst.balance.proc.kill()
+    inst.balance.proc.wait(timeout=h.scaled(10))
+    assert os.path.exists(inst.path)
+    result = inst.ctl("show")
+    assert (result.rc, result.stdout, result.stderr) == (69, "", NO_MASTER)
+    result = h.run([*inst.flags, "-i", str(inst.port)], rundir=inst.rundir)
+    assert (result.rc, result.stdout, result.stderr) == (69, "", NO_MASTER)
+    inst.balance = inst.start()
+    assert inst.master_pid_in_header() == inst.balance.pid
+    result = inst.ctl("show")
+    assert result.rc == 0 and len(h.parse_show(result.stdout)) == 3, result
+    assert h.ask_name(inst.port) == "b1"
+
+
+def test_corrupted_header_is_a_clear_error_and_harms_nobody(inst):
+    """Garbage over the magic: the client refuses with one clear line (exit 65); the master
+    keeps serving; with the magic back, control works again."""
+    inst.poke(0, b"GARBAGE!")
+    result = inst.ctl("show")
+    assert (result.rc, result.stdout) == (65, "")
+    assert result.stderr == (f"invalid control segment of balance on port {inst.port}: bad magic, exiting.\n")
+    assert h.ask_name(inst.port) == "b1"
+    inst.poke(8, struct.pack("<I", 7))  # layout version
+    inst.poke(0, b"BALANCE\0")
+    result = inst.ctl("show")
+    assert result.rc == 65 and "layout version 7, expected 1" in result.stderr, result
+    inst.poke(8, struct.pack("<I", 1))
+    assert inst.ctl("show").rc == 0
+
+
+def test_wrong_size_is_a_clear_error(inst):
+    """A segment of the wrong size is refused (exit 65) before it is mapped."""
+    os.truncate(inst.path, TABLE_SIZE + 4096)
+    result = inst.ctl("show")
+    assert result.rc == 65 and f"size {TABLE_SIZE + 4096}, expected {TABLE_SIZE}" in result.stderr, result
+    assert h.ask_name(inst.port) == "b1"
+
+
+def test_counts_out_of_range_crash_neither_client_nor_master(inst):
+    """Huge channel counts and unknown group types: every command still answers, the master
+    keeps running and still serves or closes clients."""
+    for g in range(32):
+        base = GROUP_OFFSET + g * GROUP_SIZE
+        inst.poke(base, struct.pack("<II", 0xDEADBEEF, 0xFFFFFFFF))
+    result = inst.ctl("show")
+    assert result.rc == 0 and len(result.stdout.splitlines()) == 1 + 32 * 64, result.stderr
+    for cmd in ("disable 63", "enable 63", "maxc 63 1", "reset 63", "mrtg-bytes 31 63", "hash",
+                "create 127.0.0.1 80", "assign 63 127.0.0.1 80"):
+        result = inst.ctl(cmd)
+        assert result.rc == 0 and result.stdout and not result.stderr, (cmd, result)
+    with h.connect(inst.port) as c:
+        try:  # served by a real backend, or closed: either is fine, a crash is not
+            assert h.recv_until(c, b"\n", 20) in (b"b1\n", b"b2\n", b"b3\n")
+        except (AssertionError, ConnectionResetError):
+            pass
+    assert inst.balance.alive()
+
+
+def test_random_garbage_in_the_table_crashes_nothing(inst):
+    """Random bytes over the whole table body: show and the other commands still answer."""
+    rng = random.Random(1234)
+    inst.poke(GROUP_OFFSET, bytes(rng.getrandbits(8) for _ in range(TABLE_SIZE - GROUP_OFFSET)))
+    for cmd in ("show", "disable 0", "enable 1", "maxc 0 3", "mrtg-conns 5 5", "version", "rr"):
+        result = inst.ctl(cmd)
+        assert result.rc == 0 and not result.stderr, (cmd, result)
+    assert inst.balance.alive()
+
+
+def _nobody_can_run_binary():
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return False
+    return os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+
+@pytest.mark.skipif(not _nobody_can_run_binary(), reason="needs root, setpriv and user nobody")
+def test_another_user_is_refused_and_changes_nothing(inst):
+    """`setpriv --reuid=nobody ... balance -c CMD PORT`: exit 77, a clear message, no change."""
+    before = inst.ctl("show").stdout
+    message = f"permission denied: balance on port {inst.port} belongs to another user, exiting.\n"
+    setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    env = dict(os.environ, BALANCE_RUNDIR=inst.rundir)
+    for args, stdin in ((["-c", "show"], None), (["-c", "disable 0"], None), (["-c", "kill"], None),
+                        (["-i"], b"disable 0\n")):
+        proc = subprocess.run(setpriv + [h.BALANCE_BIN, *inst.flags, *args, str(inst.port)], env=env,
+                              input=stdin or b"", capture_output=True, timeout=h.scaled(20))
+        assert (proc.returncode, proc.stdout, proc.stderr.decode()) == (77, b"", message), args
+    assert inst.ctl("show").stdout == before
+    assert inst.balance.alive()
