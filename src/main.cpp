@@ -21,5 +21,5 @@ int main(int argc, char** argv) {
     case cli::Mode::Serve:
       break;
   }
-  return master::serve(config);
+  return master::serve(config, argc, argv);
 }

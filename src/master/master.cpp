@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "master/daemon.h"
 #include "master/supervisor.h"
+#include "master/upgrade.h"
 #include "net/health_checker.h"
 #include "net/loop.h"
 #include "net/sockets.h"
@@ -67,6 +68,7 @@ class Proxy {
 
  private:
   void drain();
+  bool upgrade();
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
   const cli::Config& config_;
@@ -76,6 +78,7 @@ class Proxy {
   std::unique_ptr<net::WorkerShared> shared_;
   std::vector<std::unique_ptr<net::Worker>> workers_;
   std::unique_ptr<net::HealthChecker> checker_;
+  bool handed_over_ = false;  // a new master took over the socket and the segment
 };
 
 void Proxy::start() {
@@ -104,12 +107,30 @@ void Proxy::run() {
       break;
     }
     if (e == Event::StopNow) break;
-    if (e == Event::Upgrade) log::write(log::Level::Warning, "SIGUSR2: upgrade in place is not available in this build");
+    if (e == Event::Upgrade && upgrade()) {
+      drain();
+      break;
+    }
   }
   if (checker_) checker_->stop_and_join();
   for (auto& w : workers_) w->stop_and_join();  // what is left is closed now
-  segment_->unlink();
+  if (!handed_over_) segment_->unlink();  // a successor serves from it otherwise
   log::write(log::Level::Notice, "stopped");
+}
+
+// Starts the new master; true once it serves (this master should then drain and go).
+bool Proxy::upgrade() {
+  log::write(log::Level::Notice, "SIGUSR2: starting a new master");
+  Failure failure;
+  const auto pid = start_successor(listener_.get(), segment_->fd(), failure);
+  if (!pid) {
+    log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
+    return false;
+  }
+  log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
+  sd_notifyf(0, "MAINPID=%d", *pid);
+  handed_over_ = true;
+  return true;
 }
 
 // Stops accepting (new clients are refused once every worker let go of the listener) and lets
@@ -130,33 +151,52 @@ void Proxy::drain() {
   }
 }
 
+// The listening socket: inherited from the master being upgraded, or bound now.
+net::Fd open_listener(const cli::Config& config, std::optional<Inheritance>& inheritance, Failure& failure) {
+  if (inheritance) return std::move(inheritance->listener);
+  return net::make_listener({config.bind, config.port, config.force_ipv6}, failure);
+}
+
+// The control segment: the predecessor's (state carries over), or a fresh one filled from the
+// command line.
+std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std::optional<Inheritance>& inheritance,
+                                           Failure& failure) {
+  const ctl::InstanceId id{config.port, config.bind_text, config.use_mmap};
+  if (inheritance) return ctl::Segment::adopt(id, inheritance->segment_fd, failure);
+  auto segment = ctl::Segment::create(id, failure);
+  if (segment) fill_table(segment->table(), config);
+  return segment;
+}
+
 }  // namespace
 
-int serve(const cli::Config& config) {
+int serve(const cli::Config& config, int argc, const char* const* argv) {
+  remember_invocation(argc, argv);
   raise_descriptor_limit();
+  std::optional<Inheritance> inheritance = inherited();
   Failure failure;
-  net::Fd listener = net::make_listener({config.bind, config.port, config.force_ipv6}, failure);
+  net::Fd listener = open_listener(config, inheritance, failure);
   if (!listener) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
     return failure.exit_code;
   }
   StartupReport report;
-  if (!config.foreground) {
+  if (!config.foreground && !inheritance) {  // an upgraded master is a daemon already
     if (auto parent_exit = report.daemonize()) return *parent_exit;
   }
   log::init(!config.foreground, config.debug);
 
-  auto segment = ctl::Segment::create({config.port, config.bind_text, config.use_mmap}, failure);
+  auto segment = open_segment(config, inheritance, failure);
   if (!segment) {
     if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
     report.send(failure);
+    if (inheritance) report_to_predecessor(*inheritance, failure);
     return failure.exit_code;
   }
-  fill_table(segment->table(), config);
-
   Proxy proxy(config, std::move(listener), std::move(segment));
   proxy.start();
   report.send(std::nullopt);
+  if (inheritance) report_to_predecessor(*inheritance, std::nullopt);
   sd_notify(0, "READY=1");
   proxy.run();
   return kExitOk;

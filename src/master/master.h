@@ -8,6 +8,7 @@ namespace balance::master {
 
 // Runs the proxy described by `config` until it is told to stop; returns the exit code.
 // Without -f the launching process returns once the daemon serves (0) or failed (its code).
-int serve(const cli::Config& config);
+// argc/argv are kept to start the binary anew on an upgrade (SIGUSR2).
+int serve(const cli::Config& config, int argc, const char* const* argv);
 
 }  // namespace balance::master

@@ -1,0 +1,136 @@
+#include "master/upgrade.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+extern char** environ;
+
+#include "net/loop.h"
+
+namespace balance::master {
+namespace {
+
+constexpr const char* kEnv = "BALANCE_UPGRADE";
+constexpr int kReportTimeoutMs = 30000;
+
+std::string g_binary;              // the binary's path when this process started
+std::vector<std::string> g_args;  // argv, argv[0] included
+
+// A descriptor number from "name=N" in `text`, or -1.
+int field(const std::string& text, const std::string& name) {
+  const size_t at = text.find(name + "=");
+  if (at == std::string::npos) return -1;
+  const long v = std::strtol(text.c_str() + at + name.size() + 1, nullptr, 10);
+  return v > 2 && v < INT_MAX ? static_cast<int>(v) : -1;
+}
+
+// Reads the successor's report until it arrives, the pipe closes, or the deadline passes.
+std::string read_report(int fd) {
+  std::string out;
+  const uint64_t deadline = net::EventLoop::clock_ms() + kReportTimeoutMs;
+  for (;;) {
+    const uint64_t now = net::EventLoop::clock_ms();
+    if (now >= deadline) return out;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(deadline - now)) <= 0) continue;
+    char buf[512];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > 4096) return out;
+  }
+}
+
+// A descriptor the exec'd program keeps (dup() clears close-on-exec on the copy).
+int inheritable(int fd) { return ::dup(fd); }
+
+}  // namespace
+
+void remember_invocation(int argc, const char* const* argv) {
+  char path[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  g_binary = n > 0 ? std::string(path, static_cast<size_t>(n)) : (argc > 0 ? argv[0] : "balance");
+  // A binary replaced on disk (installed by rename) shows as "<path> (deleted)": the path names the new one.
+  const std::string deleted = " (deleted)";
+  if (g_binary.size() > deleted.size() && g_binary.ends_with(deleted)) g_binary.resize(g_binary.size() - deleted.size());
+  g_args.assign(argv, argv + argc);
+}
+
+std::optional<Inheritance> inherited() {
+  const char* value = std::getenv(kEnv);
+  if (value == nullptr) return std::nullopt;
+  const std::string text = value;
+  ::unsetenv(kEnv);  // a later upgrade of the new master starts clean
+  Inheritance in;
+  const int listen_fd = field(text, "listen");
+  in.segment_fd = field(text, "segment");
+  const int report_fd = field(text, "report");
+  if (listen_fd < 0 || in.segment_fd < 0 || report_fd < 0) return std::nullopt;
+  for (int fd : {listen_fd, in.segment_fd, report_fd}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  in.listener.reset(listen_fd);
+  in.report.reset(report_fd);
+  return in;
+}
+
+std::optional<int> start_successor(int listen_fd, int segment_fd, Failure& failure) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    failure = {kExitOsErr, std::string("upgrade: cannot create pipe: ") + std::strerror(errno)};
+    return std::nullopt;
+  }
+  net::Fd read_end(fds[0]);
+  net::Fd write_end(fds[1]);
+  // Copies the child keeps across exec; this process closes its own copies after the fork.
+  net::Fd child_listen(inheritable(listen_fd));
+  net::Fd child_segment(inheritable(segment_fd));
+  net::Fd child_report(inheritable(write_end.get()));
+  // Everything exec needs is built before fork: between fork and exec only async-signal-safe calls.
+  std::string env = std::string(kEnv) + "=listen=" + std::to_string(child_listen.get()) +
+                    ",segment=" + std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(env.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (auto& a : g_args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execve(g_binary.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  child_listen.reset();
+  child_segment.reset();
+  child_report.reset();
+  write_end.reset();
+  if (pid < 0) {
+    failure = {kExitOsErr, std::string("upgrade: cannot fork: ") + std::strerror(errno)};
+    return std::nullopt;
+  }
+  const std::string report = read_report(read_end.get());
+  if (report == "0") return pid;
+  const size_t tab = report.find('\t');
+  failure = {kExitSoftware, "upgrade: the new master did not start" +
+                                (tab == std::string::npos ? std::string(" (exec of ") + g_binary + " failed or timed out)"
+                                                          : ": " + report.substr(tab + 1))};
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return std::nullopt;
+}
+
+void report_to_predecessor(Inheritance& inheritance, const std::optional<Failure>& failure) {
+  if (!inheritance.report) return;
+  const std::string msg = failure ? std::to_string(failure->exit_code) + "\t" + failure->message : "0";
+  [[maybe_unused]] ssize_t n = ::write(inheritance.report.get(), msg.data(), msg.size());
+  inheritance.report.reset();
+}
+
+}  // namespace balance::master
