@@ -81,6 +81,7 @@ void Table::init(int32_t master_pid, uint64_t master_start_ticks, int64_t start_
   std::memset(header.program_version, 0, sizeof header.program_version);
   std::strncpy(header.program_version, kVersion, sizeof header.program_version - 1);
   header.master_pid.store(master_pid);
+  header.grace_s.store(0);
   header.master_start_ticks = master_start_ticks;
   header.start_time = start_time;
   header.flags.store(0);

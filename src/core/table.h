@@ -84,7 +84,7 @@ struct alignas(64) Header {
   uint32_t max_channels;
   char program_version[16];
   std::atomic<int32_t> master_pid;
-  uint32_t reserved0;
+  std::atomic<uint32_t> grace_s;  // --grace: how long a graceful stop may take (`kill` waits for it)
   uint64_t master_start_ticks;  // /proc/<pid>/stat field 22: tells a reused PID apart
   int64_t start_time;           // seconds since the epoch
   std::atomic<uint32_t> flags;

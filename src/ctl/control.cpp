@@ -1,5 +1,6 @@
 #include "ctl/control.h"
 
+#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
 
@@ -42,7 +43,12 @@ Executor make_executor(Segment& segment) {
 }
 
 int carry_out_kill(Segment& segment) {
-  const KillOutcome outcome = kill_master(segment);
+  // A graceful stop lets connections finish for the master's grace period: wait that long
+  // (plus a margin) before insisting. The value comes from shared memory: bounded.
+  KillTimeouts timeouts;
+  const uint64_t grace_ms = uint64_t{std::min<uint32_t>(segment.table().header.grace_s.load(), 3600)} * 1000u;
+  timeouts.term_ms = static_cast<int>(std::max<uint64_t>(timeouts.term_ms, grace_ms + 2000));
+  const KillOutcome outcome = kill_master(segment, timeouts);
   if (outcome.exit_code != kExitOk) {
     print_error(outcome.message);
     return outcome.exit_code;

@@ -85,6 +85,7 @@ void Proxy::start() {
   core::Table& table = segment_->table();
   const unsigned threads = config_.threads ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
   table.header.threads.store(threads);
+  table.header.grace_s.store(config_.grace_s);
   trace_config(config_, threads);
   // -p writes to the terminal; a daemon has none, so it never dumps.
   shared_ = std::make_unique<net::WorkerShared>(

@@ -1,0 +1,183 @@
+"""Operations: graceful stop (SIGTERM and `kill`), stop-now on a second signal, and upgrade in
+place (SIGUSR2) under continuous traffic with every byte checked and the shared state kept."""
+
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+
+import harness as h
+
+
+def echo_roundtrip(sock, payload):
+    sock.sendall(payload)
+    return h.recv_exact(sock, len(payload))
+
+
+def test_graceful_stop_lets_live_connections_finish(start_balance, backends):
+    """After SIGTERM new clients are refused, a connection in flight still completes its
+    exchange, and balance exits 0 as soon as it is done (well within --grace)."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "30"])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"before") == b"before"
+    b.proc.send_signal(signal.SIGTERM)
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    h.wait_for(refused, 10, "new connections refused after SIGTERM")
+    assert b.alive(), "balance exited although a connection was still live"
+    assert echo_roundtrip(live, b"after the stop began") == b"after the stop began"
+    live.shutdown(socket.SHUT_WR)
+    assert h.recv_until_eof(live) == b""
+    live.close()
+    assert b.wait_exit(10) == 0
+    assert "stopped" in b.stderr()
+
+
+def test_grace_period_ends_what_is_left(start_balance, backends):
+    """A connection that does not finish within --grace is closed when the grace period ends."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "1"])
+    idle = h.connect(port)
+    assert echo_roundtrip(idle, b"x") == b"x"
+    started = time.monotonic()
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.wait_exit(15) == 0
+    assert time.monotonic() - started >= 0.9
+    assert h.expect_closed(idle) in ("eof", "reset")
+    assert "grace period over" in b.stderr()
+
+
+def test_second_sigterm_stops_at_once(start_balance, backends):
+    """A second SIGTERM during the drain stops balance at once, closing what is left."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "600"])
+    idle = h.connect(port)
+    assert echo_roundtrip(idle, b"x") == b"x"
+    b.proc.send_signal(signal.SIGTERM)
+    h.wait_for(lambda: "shutting down" in b.stderr(), 10, "the drain to begin")
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.wait_exit(10) == 0
+    assert h.expect_closed(idle) in ("eof", "reset")
+
+
+def test_control_kill_waits_for_the_drain(start_balance, backends):
+    """`balance -c kill` stops gracefully: a live connection still completes (kill waits for the
+    grace period rather than cutting it short), then it prints the classic message."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "20"])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"x") == b"x"
+    result = {}
+    killer = threading.Thread(target=lambda: result.update(r=b.ctl("kill", timeout=60)))
+    killer.start()
+    h.wait_for(lambda: "shutting down" in b.stderr(), 10, "the drain to begin")
+    # The drain is under way; the live connection is still served:
+    assert echo_roundtrip(live, b"still served") == b"still served"
+    live.close()
+    killer.join(60)
+    r = result["r"]
+    assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n", r
+    assert b.wait_exit(10) == 0
+
+
+def successor_pid(b):
+    """The master pid the control segment names (via the -i banner)."""
+    r = b.run(["-i", str(b.port)])
+    for line in r.stdout.splitlines():
+        if line.startswith("PID of master process is "):
+            return int(line.rsplit(" ", 1)[1])
+    return None
+
+
+class Traffic:
+    """Short connections in a loop plus long echo streams, all checked; counts errors."""
+
+    def __init__(self, port, long_streams=2):
+        self.port = port
+        self.stop = threading.Event()
+        self.short_ok = 0
+        self.long_bytes = 0
+        self.errors = []
+        self.threads = [threading.Thread(target=self.short_loop, daemon=True)]
+        self.threads += [threading.Thread(target=self.long_stream, daemon=True) for _ in range(long_streams)]
+        for t in self.threads:
+            t.start()
+
+    def short_loop(self):
+        while not self.stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=h.scaled(5)) as s:
+                    s.settimeout(h.scaled(5))
+                    msg = os.urandom(64)
+                    if echo_roundtrip(s, msg) != msg:
+                        self.errors.append("short: corrupted")
+                    s.shutdown(socket.SHUT_WR)
+                    h.recv_until_eof(s)
+                self.short_ok += 1
+            except Exception as e:  # any failure is what the test counts
+                self.errors.append(f"short: {e!r}")
+
+    def long_stream(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=h.scaled(5)) as s:
+                s.settimeout(h.scaled(10))
+                while not self.stop.is_set():
+                    msg = os.urandom(32768)
+                    if echo_roundtrip(s, msg) != msg:
+                        self.errors.append("long: corrupted")
+                        return
+                    self.long_bytes += len(msg)
+                s.shutdown(socket.SHUT_WR)
+                h.recv_until_eof(s)
+        except Exception as e:
+            self.errors.append(f"long: {e!r}")
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(h.scaled(30))
+
+
+def test_upgrade_in_place_under_traffic(start_balance, backends, rundir):
+    """SIGUSR2 starts a new master that takes over the listener and the shared table: under
+    continuous short and long connections no client sees an error and every byte is checked;
+    the admin state (a disabled channel) and the counters carry over; the old master drains
+    and exits; the control shell then reaches the new master."""
+    a = backends(h.EchoServer())
+    spare = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [a.address, spare.address], opts=["--grace", "30"])
+    assert b.ctl("disable 1").stdout == "channel 1 disabled\n"
+    traffic = Traffic(port)
+    h.wait_for(lambda: traffic.short_ok > 50 and traffic.long_bytes > 1 << 20, 30, "traffic to flow")
+    before = h.parse_show(b.ctl("show").stdout)
+    short_before = traffic.short_ok
+    b.proc.send_signal(signal.SIGUSR2)
+    h.wait_for(lambda: (successor_pid(b) or b.pid) != b.pid, 30, "a new master to take over")
+    new_pid = successor_pid(b)
+    h.wait_for(lambda: traffic.short_ok > short_before + 200, 30, "traffic through the new master")
+    traffic.finish()
+    assert traffic.errors == [], traffic.errors[:5]
+    assert b.wait_exit(30) == 0, "the old master did not drain and exit"
+    after = h.parse_show(b.ctl("show").stdout)
+    assert after[1]["state"] == "dis", "admin state lost in the upgrade"
+    assert after[0]["totalc"] >= before[0]["totalc"] + 200, (before, after)
+    assert after[1]["totalc"] == 0
+    assert after[0]["c"] == 0 and after[1]["c"] == 0
+    r = b.ctl("kill")
+    assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n"
+    h.wait_for(lambda: not h.pid_alive(new_pid), 15, "the new master to stop")
+    print(f"upgrade: {traffic.short_ok} short connections, {traffic.long_bytes} long-stream bytes, "
+          f"0 errors")
