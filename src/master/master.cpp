@@ -15,6 +15,7 @@
 #include "master/daemon.h"
 #include "master/supervisor.h"
 #include "master/upgrade.h"
+#include "metrics/server.h"
 #include "net/health_checker.h"
 #include "net/loop.h"
 #include "net/sockets.h"
@@ -61,6 +62,8 @@ class Proxy {
   Proxy(const cli::Config& config, net::Fd listener, std::unique_ptr<ctl::Segment> segment)
       : config_(config), listener_(std::move(listener)), segment_(std::move(segment)), supervisor_(config.foreground) {}
 
+  // Starts the --metrics server, if asked for; false (with `failure`) when it cannot listen.
+  bool start_metrics(Failure& failure);
   // Starts the workers; the proxy serves from here on.
   void start();
   // Serves until a stop signal, then stops (gracefully unless told otherwise).
@@ -74,12 +77,19 @@ class Proxy {
   const cli::Config& config_;
   net::Fd listener_;
   std::unique_ptr<ctl::Segment> segment_;
+  std::unique_ptr<metrics::Server> metrics_;  // after segment_: stops before the table is unmapped
   Supervisor supervisor_;  // before the workers: they call back into it until joined
   std::unique_ptr<net::WorkerShared> shared_;
   std::vector<std::unique_ptr<net::Worker>> workers_;
   std::unique_ptr<net::HealthChecker> checker_;
   bool handed_over_ = false;  // a new master took over the socket and the segment
 };
+
+bool Proxy::start_metrics(Failure& failure) {
+  if (!config_.metrics) return true;
+  metrics_ = metrics::Server::start(*config_.metrics, segment_->table(), failure);
+  return metrics_ != nullptr;
+}
 
 void Proxy::start() {
   core::Table& table = segment_->table();
@@ -122,10 +132,13 @@ void Proxy::run() {
 // Starts the new master; true once it serves (this master should then drain and go).
 bool Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
+  metrics_.reset();  // the successor binds the --metrics address (scrapes pause meanwhile)
   Failure failure;
   const auto pid = start_successor(listener_.get(), segment_->fd(), failure);
   if (!pid) {
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
+    Failure metrics_failure;
+    if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
     return false;
   }
   log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
@@ -195,6 +208,12 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     return failure.exit_code;
   }
   Proxy proxy(config, std::move(listener), std::move(segment));
+  if (!proxy.start_metrics(failure)) {
+    if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
+    report.send(failure);
+    if (inheritance) report_to_predecessor(*inheritance, failure);
+    return failure.exit_code;
+  }
   proxy.start();
   report.send(std::nullopt);
   if (inheritance) report_to_predecessor(*inheritance, std::nullopt);

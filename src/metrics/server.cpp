@@ -1,0 +1,158 @@
+#include "metrics/server.h"
+
+#include <httplib.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "metrics/prometheus.h"
+#include "metrics/snapshot.h"
+#include "metrics/status_json.h"
+#include "metrics/status_page.h"
+
+namespace balance::metrics {
+namespace {
+
+// Few threads: this is an operator's endpoint, not a web server. A keep-alive connection holds
+// a thread for at most kKeepAliveRequests requests, so waiting clients get their turn. The
+// short timeouts bound how long stopping waits: a thread notices the stop only between requests.
+constexpr size_t kPoolThreads = 4;
+constexpr size_t kKeepAliveRequests = 5;
+constexpr time_t kKeepAliveS = 1;
+constexpr time_t kIoTimeoutS = 2;
+
+// The page may run its own inline script and style and fetch from this server, nothing else.
+constexpr const char* kPagePolicy =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// What getaddrinfo() reads back as this address (with the scope of a link-local address).
+std::string host_text(const core::Endpoint& addr) {
+  std::string host = addr.address_string();
+  if (addr.family == AF_INET6 && addr.scope_id != 0) host += "%" + std::to_string(addr.scope_id);
+  return host;
+}
+
+// Threads created while this is alive start with the stop signals (and all other asynchronous
+// signals) blocked; they inherit the mask of the thread that creates them.
+class BlockSignals {
+ public:
+  BlockSignals() {
+    sigset_t set;
+    sigfillset(&set);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) sigdelset(&set, sig);
+    ::pthread_sigmask(SIG_BLOCK, &set, &saved_);
+  }
+  ~BlockSignals() { ::pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+  BlockSignals(const BlockSignals&) = delete;
+  BlockSignals& operator=(const BlockSignals&) = delete;
+
+ private:
+  sigset_t saved_;
+};
+
+void no_store(httplib::Response& res) {
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Content-Type-Options", "nosniff");
+}
+
+}  // namespace
+
+struct Server::Impl {
+  const core::Table& table;
+  httplib::Server http;
+  std::thread thread;
+  std::atomic<bool> finished{false};
+  uint16_t port = 0;
+
+  explicit Impl(const core::Table& t) : table(t) {}
+  void routes();
+};
+
+void Server::Impl::routes() {
+  http.new_task_queue = [] { return new httplib::ThreadPool(kPoolThreads); };
+  http.set_keep_alive_max_count(kKeepAliveRequests);
+  http.set_keep_alive_timeout(kKeepAliveS);
+  http.set_read_timeout(kIoTimeoutS, 0);
+  http.set_write_timeout(kIoTimeoutS, 0);
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second
+  // instance bind the same address silently.
+  http.set_socket_options([](int fd) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  });
+  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD");
+    res.set_content("method not allowed\n", "text/plain; charset=utf-8");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404) res.set_content("not found\n", "text/plain; charset=utf-8");
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    no_store(res);
+    res.set_content(format_prometheus(take_snapshot(table, now_ms())), kPrometheusContentType);
+  });
+  http.Get("/status.json", [this](const httplib::Request&, httplib::Response& res) {
+    no_store(res);
+    res.set_content(format_status_json(take_snapshot(table, now_ms())), "application/json");
+  });
+  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    no_store(res);
+    res.set_header("Content-Security-Policy", kPagePolicy);
+    res.set_content(std::string(status_page_html()), "text/html; charset=utf-8");
+  });
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<Server> Server::start(const core::Endpoint& addr, const core::Table& table, Failure& failure) {
+  auto impl = std::make_unique<Impl>(table);
+  impl->routes();
+  impl->http.set_address_family(addr.family);
+  errno = 0;
+  const int port = addr.port != 0 ? (impl->http.bind_to_port(host_text(addr), addr.port) ? addr.port : -1)
+                                  : impl->http.bind_to_any_port(host_text(addr));
+  if (port <= 0) {
+    const int err = errno;
+    failure = {kExitOsErr, "cannot listen for --metrics on " + addr.to_string() + ": " +
+                               (err ? std::strerror(err) : "cannot bind") + ", exiting."};
+    return nullptr;
+  }
+  impl->port = static_cast<uint16_t>(port);
+  Impl* raw = impl.get();
+  {
+    const BlockSignals blocked;  // the listening thread, and the pool it starts, inherit the mask
+    raw->thread = std::thread([raw] {
+      raw->http.listen_after_bind();
+      raw->finished.store(true);
+    });
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+uint16_t Server::port() const { return impl_->port; }
+
+Server::~Server() {
+  // stop() does nothing until the listening thread has marked the server running, and must be
+  // called once only (a second call finds no socket): wait for the mark, then stop.
+  while (!impl_->finished.load() && !impl_->http.is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!impl_->finished.load()) impl_->http.stop();
+  impl_->thread.join();
+}
+
+}  // namespace balance::metrics

@@ -1,0 +1,41 @@
+// The --metrics HTTP endpoint: GET /metrics (Prometheus), GET /status.json, GET / (the status
+// page). Anything else is 404; methods other than GET and HEAD are 405.
+//
+// Threading contract: the server runs on its own threads (one listening, a small pool serving
+// requests), started by start() and stopped and joined by the destructor. They only read the
+// table with relaxed atomic loads and take no lock a worker takes, so a slow or busy scraper
+// never slows the data path. Stop signals are blocked in these threads: the master handles them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/endpoint.h"
+#include "core/failure.h"
+#include "core/table.h"
+
+namespace balance::metrics {
+
+class Server {
+ public:
+  // Binds `addr` (port 0: any free port) and starts serving `table`, which must outlive the
+  // server. On failure (the address is in use, not local, ...) returns nullptr and fills
+  // `failure` (exit 71, one line).
+  static std::unique_ptr<Server> start(const core::Endpoint& addr, const core::Table& table, Failure& failure);
+
+  // Stops accepting, finishes the requests in progress and joins every thread.
+  ~Server();
+
+  // The port it listens on (the one chosen by the system when `addr` had port 0).
+  uint16_t port() const;
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace balance::metrics

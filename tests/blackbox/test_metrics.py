@@ -1,0 +1,282 @@
+"""--metrics ADDR:PORT: /metrics counts exactly the traffic that went through, passes promtool,
+/status.json agrees with it, bad requests and a taken port are handled."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+import harness as h
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, ((label, value), ...)): value} for every sample line of an exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"malformed sample line: {line!r}"
+        labels = tuple(sorted(LABEL.findall(m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def http_get(port, path, method="GET", host="127.0.0.1", timeout=10):
+    """(status, headers, body bytes) of one request; HTTP errors are returned, not raised."""
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    req = urllib.request.Request(f"http://{netloc}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=h.scaled(timeout)) as res:
+            return res.status, res.headers, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+class Metrics:
+    """The --metrics endpoint of a running balance."""
+
+    def __init__(self, balance, port, host="127.0.0.1"):
+        self.port, self.host = port, host
+        h.wait_for(lambda: h.is_listening(balance.pid, port), 15, f"balance to serve --metrics on port {port}")
+
+    def text(self):
+        status, headers, body = http_get(self.port, "/metrics", host=self.host)
+        assert status == 200, (status, body[:200])
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4"), headers["Content-Type"]
+        return body.decode()
+
+    def scrape(self):
+        return parse_metrics(self.text())
+
+    def status(self):
+        status, headers, body = http_get(self.port, "/status.json", host=self.host)
+        assert status == 200 and headers["Content-Type"] == "application/json", (status, headers)
+        return json.loads(body)
+
+    def channel(self, name, backend):
+        """The value of per-channel series `name` for the channel of `backend` (None if absent)."""
+        for (n, labels), v in self.scrape().items():
+            if n == name and dict(labels)["backend"] == backend:
+                return v
+        return None
+
+
+def start_with_metrics(start_balance, channels, opts=()):
+    """balance with --metrics on a free loopback port, and its Metrics."""
+    mport = h.free_port()
+    port = h.free_port()
+    b = start_balance(port, channels, ["--metrics", f"127.0.0.1:{mport}", *opts])
+    return b, Metrics(b, mport)
+
+
+def exchange(port, payload):
+    """One client connection through balance: sends `payload`, reads its echo, then closes."""
+    with h.connect(port) as c:
+        c.sendall(payload)
+        assert h.recv_exact(c, len(payload)) == payload
+        c.shutdown(socket.SHUT_WR)
+        assert h.recv_until_eof(c) == b""
+
+
+def expect(metrics, wanted, what):
+    """Waits until every (name, backend) -> value in `wanted` is what /metrics shows."""
+    def seen():
+        got = {k: metrics.channel(k[0], k[1]) for k in wanted}
+        return got if got == wanted else None
+    try:
+        h.wait_for(seen, 10, what)
+    except AssertionError:
+        got = {k: metrics.channel(k[0], k[1]) for k in wanted}
+        raise AssertionError(f"{what}: wanted {wanted}, /metrics shows {got}") from None
+
+
+def tool(name):
+    """Path of a tool the tests need; skipped outside CI when missing, a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (tools/install-deps installs it)", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def test_counters_move_exactly_as_the_traffic(start_balance, backends):
+    """Connections and bytes per channel, and accepted totals, equal what the clients and the
+    backends saw, both while connections are open and after they end."""
+    a, b = backends(h.EchoServer()), backends(h.EchoServer())
+    bal, m = start_with_metrics(start_balance, [a.address, b.address])
+    first = m.scrape()
+    assert first[("balance_accepted_connections_total", ())] == 0
+    assert first[("balance_channel_connections_total", (("backend", a.address), ("channel", "0"),
+                                                        ("group", "0")))] == 0
+
+    # Two connections held open mid-stream: they show as current connections.
+    held = [h.connect(bal.port) for _ in range(2)]
+    try:
+        for i, c in enumerate(held):
+            c.sendall(b"x" * (100 + i))
+            assert h.recv_exact(c, 100 + i) == b"x" * (100 + i)
+        h.wait_for(lambda: sum(m.channel("balance_channel_connections", s.address) or 0 for s in (a, b)) == 2,
+                   10, "2 current connections in /metrics")
+        h.wait_for(lambda: sum(m.channel("balance_channel_sent_bytes_total", s.address) for s in (a, b)) == 201,
+                   10, "201 bytes sent so far")
+    finally:
+        for c in held:
+            c.close()
+
+    for size in (1, 1000, 65536, 200000, 7):
+        exchange(bal.port, os.urandom(size))
+    bal.wait_no_connections()
+
+    wanted = {}
+    for s in (a, b):
+        recs = s.records
+        assert all(r.ended.wait(h.scaled(10)) for r in recs)
+        wanted[("balance_channel_connections_total", s.address)] = len(recs)
+        wanted[("balance_channel_sent_bytes_total", s.address)] = sum(r.received_bytes for r in recs)
+        wanted[("balance_channel_received_bytes_total", s.address)] = sum(r.sent_bytes for r in recs)
+        wanted[("balance_channel_connections", s.address)] = 0
+        wanted[("balance_channel_connect_failures_total", s.address)] = 0
+    assert len(a.records) + len(b.records) == 7
+    expect(m, wanted, "per-channel counters equal to the backends' own counts")
+    total = m.scrape()
+    assert total[("balance_accepted_connections_total", ())] == 7
+    assert total[("balance_refused_connections_total", ())] == 0
+    assert sum(wanted[("balance_channel_sent_bytes_total", s.address)] for s in (a, b)) == 201 + 1 + 1000 + 65536 + 200000 + 7
+
+
+def test_failures_refusals_and_admin_state(start_balance, backends):
+    """A channel whose backend refuses counts connect failures; when nothing answers the client
+    is refused; a disabled channel shows enabled 0; maxc and weight are shown as configured."""
+    srv = backends(h.EchoServer())
+    dead = f"127.0.0.1:{h.closed_port()}"
+    bal, m = start_with_metrics(start_balance, [dead + ":5", srv.address + ":0"])
+    exchange(bal.port, b"hello")
+    h.wait_for(lambda: m.channel("balance_channel_connect_failures_total", dead) == 1, 10, "one connect failure")
+    assert m.channel("balance_channel_max_connections", dead) == 5
+    assert m.channel("balance_channel_max_connections", srv.address) == 0
+    assert m.channel("balance_channel_weight", srv.address) == 1
+    assert m.channel("balance_channel_enabled", srv.address) == 1
+
+    res = bal.ctl("disable 1")
+    assert res.rc == 0, res
+    h.wait_for(lambda: m.channel("balance_channel_enabled", srv.address) == 0, 10, "channel 1 shown disabled")
+    with bal.connect() as c:
+        assert h.expect_closed(c) == "eof"
+    h.wait_for(lambda: m.scrape()[("balance_refused_connections_total", ())] == 1, 10, "one refused client")
+    assert m.scrape()[("balance_accepted_connections_total", ())] == 2
+    assert ("balance_channel_up", (("backend", srv.address), ("channel", "1"), ("group", "0"))) not in m.scrape()
+
+
+def test_promtool_accepts_the_exposition(start_balance, backends, tmp_path):
+    """promtool check metrics passes on a scrape with several groups, IPv6 backends, traffic and
+    health checks on (so the up series is there too)."""
+    promtool = tool("promtool")
+    a, b = backends(h.EchoServer()), backends(h.EchoServer())
+    chans = [a.address, "!", b.address, f"127.0.0.1:{h.closed_port()}", "%"]
+    if h.have_ipv6():
+        chans.append(backends(h.EchoServer(family=socket.AF_INET6)).address)
+    bal, m = start_with_metrics(start_balance, chans, ["--check", "1", "--rise", "1", "--fall", "1"])
+    exchange(bal.port, b"some bytes")
+    text = m.text()
+    assert "# TYPE balance_channel_up gauge" in text
+    if h.have_ipv6():
+        assert 'backend="[::1]:' in text
+    path = tmp_path / "metrics.txt"
+    path.write_text(text)
+    with open(path, "rb") as f:
+        res = subprocess.run([promtool, "check", "metrics"], stdin=f, capture_output=True,
+                             timeout=h.scaled(60))
+    assert res.returncode == 0, (res.stdout + res.stderr).decode()
+    assert res.stdout.strip() == b"" and res.stderr.strip() == b"", (res.stdout + res.stderr).decode()
+
+
+def test_health_is_reported_when_checks_are_on(start_balance, backends):
+    """With --check, balance_channel_up is 1 for a live backend and goes to 0 for a dead one."""
+    srv = backends(h.EchoServer())
+    dead = f"127.0.0.1:{h.closed_port()}"
+    _, m = start_with_metrics(start_balance, [srv.address, dead], ["--check", "1", "--rise", "1", "--fall", "1"])
+    h.wait_for(lambda: m.channel("balance_channel_up", dead) == 0, 15, "the dead channel reported down")
+    assert m.channel("balance_channel_up", srv.address) == 1
+    status = m.status()
+    assert status["checks"] is True
+    assert [c["up"] for c in status["groups"][0]["channels"]] == [True, False]
+
+
+def test_status_json_agrees_with_metrics(start_balance, backends):
+    """/status.json carries the same numbers as /metrics, plus each group's type."""
+    a, b = backends(h.EchoServer()), backends(h.EchoServer())
+    bal, m = start_with_metrics(start_balance, [a.address, "%", b.address + ":3"])
+    for _ in range(3):
+        exchange(bal.port, b"0123456789")
+    bal.wait_no_connections()
+    h.wait_for(lambda: m.channel("balance_channel_connections", a.address) == 0, 10, "connections closed")
+    status = m.status()
+    metrics = m.scrape()
+    assert [g["type"] for g in status["groups"]] == ["hash", "round-robin"]
+    assert status["accepted_total"] == metrics[("balance_accepted_connections_total", ())] == 3
+    assert status["checks"] is False and status["threads"] >= 1
+    for g in status["groups"]:
+        for c in g["channels"]:
+            labels = (("backend", c["backend"]), ("channel", str(c["channel"])), ("group", str(g["group"])))
+            for key in ("connections", "connections_total", "connect_failures_total", "sent_bytes_total",
+                        "received_bytes_total", "max_connections", "weight"):
+                assert metrics[(f"balance_channel_{key}", labels)] == c[key], (key, c)
+            assert metrics[("balance_channel_enabled", labels)] == (1 if c["enabled"] else 0)
+            assert c["up"] is None
+    assert status["groups"][0]["channels"][0]["sent_bytes_total"] == 30
+    assert status["groups"][1]["channels"][0]["max_connections"] == 3
+
+
+def test_http_surface(start_balance, backends):
+    """GET and HEAD on the three pages; 404 elsewhere; 405 for other methods."""
+    srv = backends(h.EchoServer())
+    _, m = start_with_metrics(start_balance, [srv.address])
+    status, headers, body = http_get(m.port, "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<title>balance status</title>" in body
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    status, headers, body = http_get(m.port, "/metrics", method="HEAD")
+    assert status == 200 and body == b""
+    for path in ("/favicon.ico", "/metrics/x", "/status", "/../metrics"):
+        assert http_get(m.port, path)[0] == 404, path
+    for method in ("POST", "PUT", "DELETE"):
+        status, headers, _ = http_get(m.port, "/metrics", method=method)
+        assert status == 405 and headers["Allow"] == "GET, HEAD", (method, status)
+
+
+@pytest.mark.skipif(not h.have_ipv6(), reason="no IPv6 loopback")
+def test_serves_on_ipv6(start_balance, backends):
+    """--metrics [::1]:PORT listens on IPv6."""
+    srv = backends(h.EchoServer())
+    mport, port = h.free_port(), h.free_port()
+    b = start_balance(port, [srv.address], ["--metrics", f"[::1]:{mport}"])
+    m = Metrics(b, mport, host="::1")
+    assert m.scrape()[("balance_worker_threads", ())] >= 1
+
+
+@pytest.mark.parametrize("foreground", [True, False], ids=["foreground", "daemon"])
+def test_metrics_port_in_use_exits_71(binary, rundir, backends, foreground):
+    """When the --metrics port is taken, balance says so in one line and exits 71."""
+    srv = backends(h.EchoServer())
+    holder = backends(h.PortHolder())
+    port = h.free_port()
+    args = (["-f"] if foreground else []) + ["--metrics", f"127.0.0.1:{holder.port}", str(port), srv.address]
+    res = h.run(args, rundir=rundir, timeout=20)
+    try:
+        assert res.rc == 71, res
+        assert res.stderr == f"cannot listen for --metrics on 127.0.0.1:{holder.port}: Address already in use, exiting.\n"
+        assert not h.listening_pids(port)
+    finally:
+        if res.rc == 0:
+            h.run(["-c", "kill", str(port)], rundir=rundir, timeout=20)
