@@ -1,12 +1,20 @@
 #include "core/policy.h"
 
-#include <netinet/in.h>
-
-#include <cstddef>
+#include "core/least_conn.h"
+#include "core/maglev.h"
+#include "core/weighted.h"
 
 namespace balance::core {
 
 namespace {
+
+// Per worker thread: the Maglev table of each hash group and the weighted cycle of each
+// round-robin group. Each is a pure function of its group's channels and weights, checked
+// against the table on every use, so every thread (and every process) derives the same ones.
+thread_local MaglevCache t_maglev;
+thread_local SwrrCache t_swrr;
+
+constexpr uint64_t bit(uint32_t i) { return uint64_t{1} << i; }  // i < kMaxChannels
 
 // The channel (g, c) if it exists in the table, else nullptr. Bounds come from channel_count(),
 // which clamps, so a forged pick or a corrupt segment never indexes out of range.
@@ -15,47 +23,10 @@ Channel* channel_at(Table& table, uint32_t g, uint32_t c) {
   return &table.groups[g].channels[c];
 }
 
-// The first usable channel of `group` looking from `from` onwards (wrapping), or nullopt.
-std::optional<uint32_t> first_usable(const Group& group, uint32_t from, uint32_t n, bool checks_on) {
-  for (uint32_t k = 0; k < n; ++k) {
-    const uint32_t idx = (from + k) % n;
-    if (group.channels[idx].usable(checks_on)) return idx;
-  }
-  return std::nullopt;
-}
-
-// Round robin: finds the first usable channel from the group's cursor and moves the cursor just
-// after it. The move is a compare-exchange from the value the scan started at, so concurrent
-// selectors each advance it exactly once and never pick from a stale cursor: a compare-exchange
-// always sees the latest value, a failed one means someone moved it, and the scan is redone.
-// Relaxed order suffices: the cursor publishes no other data. Returns the channel, or nullopt
-// when none is usable. The caller still has to take the channel's slot.
-std::optional<uint32_t> claim_cursor(Group& group, uint32_t n, bool checks_on) {
-  uint32_t cur = group.cursor.load(std::memory_order_relaxed);
-  for (;;) {
-    const auto idx = first_usable(group, cur % n, n, checks_on);  // cur may be corrupt: mod n
-    if (!idx) return std::nullopt;
-    if (group.cursor.compare_exchange_weak(cur, (*idx + 1) % n, std::memory_order_relaxed)) return idx;
-  }
-}
-
 }  // namespace
 
-uint32_t client_hash(const Endpoint& client) {
-  const Endpoint e = client.unmapped();
-  const std::size_t len = e.family == AF_INET ? 4 : e.family == AF_INET6 ? 16 : 0;
-  uint32_t rc = 0;
-  for (std::size_t i = 0; i < len; ++i) {
-    // The classic code folds plain (signed) chars: a byte >= 0x80 adds a negative value,
-    // which in unsigned arithmetic wraps modulo 2^32.
-    const auto byte = static_cast<int8_t>(e.addr[i]);
-    rc = static_cast<uint32_t>(static_cast<int32_t>(byte)) + 31u * rc;
-  }
-  return rc;
-}
-
-Selector::Selector(Table& table, uint32_t client_hash, SelectorOptions options)
-    : table_(table), hash_(client_hash), options_(options) {}
+Selector::Selector(Table& table, const Endpoint& client, SelectorOptions options)
+    : table_(table), key_(maglev_client_key(client)), options_(options) {}
 
 std::optional<Pick> Selector::next() {
   while (group_ < kMaxGroups) {
@@ -66,33 +37,76 @@ std::optional<Pick> Selector::next() {
   return std::nullopt;  // group_ stays at kMaxGroups: every later call answers nullopt too
 }
 
-// Starts or continues the walk of group_. A walk looks at each channel of the group at most once,
-// from start_ onwards (wrapping); a hash group without -H looks at its hashed channel only.
-// Returns the next channel whose slot it took, or nullopt when the group is exhausted.
+// Starts or continues the walk of group_ by the group's type, latched when the walk starts (a
+// `hash`/`rr` command meanwhile takes effect from the next group or client). Returns the next
+// channel whose slot it took, or nullopt when the group is exhausted.
 std::optional<Pick> Selector::scan_group() {
   const uint32_t n = table_.channel_count(group_);
   if (n == 0) return std::nullopt;
-  if (!in_group_) {
+  const bool fresh = !in_group_;
+  if (fresh) {
     in_group_ = true;
+    kind_ = table_.group_type(group_);
     steps_ = 0;
-    if (table_.group_type(group_) == GroupType::Hash) {
-      start_ = hash_ % n;
-      single_ = !options_.hash_failover;
-    } else {  // RoundRobin, and LeastConn (treated as round robin for now)
-      single_ = false;
-      const auto first = claim_cursor(table_.groups[group_], n, table_.checks_on());
-      if (!first) return std::nullopt;
-      start_ = *first;  // if its slot filled meanwhile, the loop below goes on to the next ones
-    }
+    tried_ = 0;
   }
-  const uint32_t limit = single_ ? 1 : n;
-  while (steps_ < limit) {
+  switch (kind_) {
+    case GroupType::Hash: return next_hashed(n);
+    case GroupType::LeastConn: return next_least_loaded(n);
+    case GroupType::RoundRobin: break;
+  }
+  return next_round_robin(n, fresh);
+}
+
+// Round robin: the group's next turn (claimed from the shared cursor), then on failure the
+// channels after it in index order, wrapping, each looked at once.
+std::optional<Pick> Selector::next_round_robin(uint32_t n, bool fresh) {
+  if (fresh) {
+    const SwrrSequence& seq = t_swrr.sequence_for(table_, group_);
+    const auto first = swrr_claim(table_.groups[group_], seq, table_.checks_on());
+    if (!first) return std::nullopt;
+    start_ = *first;  // if its slot filled meanwhile, the loop below goes on to the next ones
+  }
+  while (steps_ < n) {
     // n is re-read on every call (`create` may append); the modulo keeps idx in range anyway.
     const uint32_t idx = (start_ + steps_) % n;
     ++steps_;
     if (auto pick = take(group_, idx)) return pick;
   }
   return std::nullopt;
+}
+
+// Hash: the client's channel in the group's Maglev table. Without -H its own slot's channel is
+// the only candidate, usable or not. With -H, the first channel of the client's probe sequence
+// among the usable ones not yet tried: a client whose channel is usable keeps it, the others'
+// clients spread by weight, and each channel is tried at most once.
+std::optional<Pick> Selector::next_hashed(uint32_t n) {
+  const MaglevTable& mt = t_maglev.table_for(table_, group_);
+  if (!options_.hash_failover) {
+    if (tried_ != 0) return std::nullopt;  // its one candidate was tried
+    const auto idx = mt.primary(key_);
+    if (!idx || *idx >= kMaxChannels) return std::nullopt;
+    tried_ |= bit(*idx);
+    return take(group_, *idx);
+  }
+  const Group& group = table_.groups[group_];
+  for (;;) {  // each round adds a channel to tried_: at most kMaxChannels rounds
+    const auto idx = mt.lookup(key_, usable_mask(group, n, table_.checks_on()) & ~tried_);
+    if (!idx || *idx >= kMaxChannels) return std::nullopt;
+    tried_ |= bit(*idx);
+    if (auto pick = take(group_, *idx)) return pick;  // else it filled meanwhile: look again
+  }
+}
+
+// Least connections: the least loaded usable channel not yet tried (ties by round robin from
+// the group's cursor, which the claim moves).
+std::optional<Pick> Selector::next_least_loaded(uint32_t n) {
+  for (;;) {  // each round adds a channel to tried_: at most kMaxChannels rounds
+    const auto idx = least_conn_claim(table_.groups[group_], n, table_.checks_on(), tried_);
+    if (!idx || *idx >= kMaxChannels) return std::nullopt;
+    tried_ |= bit(*idx);
+    if (auto pick = take(group_, *idx)) return pick;  // else it filled meanwhile: look again
+  }
 }
 
 // Takes a slot on channel (g, idx) if it is usable; the endpoint is read now, even when invalid
@@ -116,12 +130,20 @@ bool Selector::failed(const Pick& p) {
 void Selector::connected(const Pick& p) {
   const uint32_t n = table_.channel_count(p.group);
   if (p.group >= kMaxGroups || p.channel >= n) return;
-  // The first pick of a round-robin walk already moved the cursor just after itself when it was
-  // claimed. Storing it again could move the cursor back over picks other threads made since
-  // (connects finish out of order); for sequential clients it would change nothing.
-  const bool round_robin = table_.group_type(p.group) != GroupType::Hash;
-  const bool first_pick = in_group_ && p.group == group_ && p.channel == start_ && steps_ == 1;
-  if (round_robin && first_pick) return;
+  switch (table_.group_type(p.group)) {
+    case GroupType::Hash: break;  // classic: the cursor (unused by hash picks) moves too
+    case GroupType::LeastConn: return;  // every claim moved the cursor after its pick already
+    case GroupType::RoundRobin: {
+      // The first pick of a round-robin walk already moved the cursor just after itself when
+      // it was claimed. Storing it again could move the cursor back over picks other threads
+      // made since (connects finish out of order); for sequential clients it would change
+      // nothing. In a weighted group the cursor is a position in the cycle, not a channel.
+      const bool first_pick = in_group_ && kind_ == GroupType::RoundRobin && p.group == group_ &&
+                              p.channel == start_ && steps_ == 1;
+      if (first_pick || !t_swrr.sequence_for(table_, p.group).plain()) return;
+      break;
+    }
+  }
   table_.groups[p.group].cursor.store((p.channel + 1) % n, std::memory_order_relaxed);
 }
 

@@ -70,15 +70,13 @@ bool Direction::fetch_urgent() {
   return false;
 }
 
-PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump) {
+PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump, bool last) {
   for (;;) {
     const PumpStatus flushed = flush();
     if (flushed != PumpStatus::Done) return flushed;
     if (eof_) {
-      if (!shut_) {
-        ::shutdown(dst_.fd.get(), SHUT_WR);
-        shut_ = true;
-      }
+      if (!shut_ && !last) ::shutdown(dst_.fd.get(), SHUT_WR);
+      shut_ = true;
       return PumpStatus::Done;
     }
     // Urgent data first: a lone urgent byte is announced by EPOLLPRI only, not as readable.

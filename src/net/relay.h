@@ -50,7 +50,9 @@ class Direction {
   Direction(Side& src, Side& dst, log::Direction dump_as) : src_(src), dst_(dst), dump_as_(dump_as) {}
 
   // Moves as much as the sockets allow. `counter` gets the bytes read; `dump` writes the -p dump.
-  PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump);
+  // `last`: the other direction is done, so the connection closes as soon as this one ends and
+  // the end needs no shutdown() of its own (the close sends the FIN).
+  PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump, bool last = false);
 
   // Queues bytes of our own to go out before anything read from the source (the PROXY header).
   // Only before the first pump.

@@ -38,7 +38,7 @@ Session::Session(Worker& worker, Fd client, const core::Endpoint& peer)
     : worker_(worker),
       loop_(worker.loop()),
       peer_(peer),
-      selector_(worker.shared().table, core::client_hash(peer), selector_options(worker.shared().config)) {
+      selector_(worker.shared().table, peer, selector_options(worker.shared().config)) {
   client_.fd = std::move(client);
   started_ms_ = loop_.now_ms();
 }
@@ -90,11 +90,7 @@ void Session::on_connect_result(int error) {
 // Books the failure of the connect to pick_ and forgets its socket.
 void Session::fail_current(int error) {
   loop_.timers().cancel(timer_);
-  if (server_.fd) {
-    loop_.remove(server_.fd.get());
-    server_.fd.reset();
-  }
-  server_ = Side{};
+  server_ = Side{};  // closing the socket also takes it out of epoll
   BALANCE_DEBUG("client %s: connect to %s (group %u channel %u) failed: %s", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel, std::strerror(error));
   if (selector_.failed(*pick_)) {
@@ -110,8 +106,7 @@ void Session::on_connected() {
   state_ = State::Relaying;
   BALANCE_DEBUG("client %s: connected to %s (group %u channel %u)", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel);
-  set_stream_options(client_.fd.get());
-  send_proxy_header();
+  send_proxy_header();  // (the client socket has TCP_NODELAY and SO_KEEPALIVE from the listener)
   loop_.add(client_.fd.get(), kStreamEvents, client_watch_);
   const unsigned idle = worker_.shared().config.idle_timeout_s;
   last_active_ms_ = loop_.now_ms();
@@ -131,10 +126,13 @@ void Session::on_events(SideId id, uint32_t events) {
   if (state_ == State::Closed) return;  // closed earlier in this batch
   if (state_ == State::Connecting) {
     if (id != SideId::Server) return;
-    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+    // Plain writability means connected; only an error or hang-up needs SO_ERROR for the reason.
+    if (events & (EPOLLERR | EPOLLHUP)) {
       const int err = socket_error(server_.fd.get());
+      on_connect_result(err != 0 ? err : ECONNREFUSED);
+    } else if (events & EPOLLOUT) {
       server_.note(events);
-      on_connect_result(err != 0 ? err : ((events & EPOLLOUT) ? 0 : ECONNREFUSED));
+      on_connect_result(0);
     }
     return;
   }
@@ -145,10 +143,13 @@ void Session::on_events(SideId id, uint32_t events) {
 void Session::pump() {
   auto& channel = worker_.shared().table.groups[pick_->group].channels[pick_->channel];
   const bool dump = worker_.shared().dump;
-  const PumpStatus up = upstream_.pump(worker_.scratch(), &channel.sent, dump);
-  const PumpStatus down =
-      up == PumpStatus::Failed ? PumpStatus::Failed : downstream_.pump(worker_.scratch(), &channel.rcvd, dump);
-  if (upstream_.moved_since_last_check() | downstream_.moved_since_last_check()) last_active_ms_ = loop_.now_ms();
+  const PumpStatus up = upstream_.pump(worker_.scratch(), &channel.sent, dump, downstream_.done());
+  const PumpStatus down = up == PumpStatus::Failed
+                              ? PumpStatus::Failed
+                              : downstream_.pump(worker_.scratch(), &channel.rcvd, dump, upstream_.done());
+  const bool up_moved = upstream_.moved_since_last_check();  // both flags are read and reset
+  const bool down_moved = downstream_.moved_since_last_check();
+  if (up_moved || down_moved) last_active_ms_ = loop_.now_ms();
   if (!first_end_) {
     if (upstream_.source_ended()) first_end_ = SideId::Client;
     else if (downstream_.source_ended()) first_end_ = SideId::Server;
@@ -204,9 +205,9 @@ void Session::close(EndReason reason) {
   if (worker_.shared().config.log_conns) log_end(reason);
   const bool abort = reason == EndReason::ClientReset || reason == EndReason::ServerReset;
   loop_.timers().cancel(timer_);
+  // Closing a socket also takes it out of epoll (nothing else refers to it): no EPOLL_CTL_DEL.
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;
-    loop_.remove(side->fd.get());
     if (abort) set_reset_on_close(side->fd.get());
     side->fd.reset();
   }

@@ -41,6 +41,8 @@ Fd make_listener(const ListenSpec& spec, Failure& failure) {
     return Fd();
   }
   set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  // Accepted sockets inherit these from the listener: two setsockopt calls fewer per client.
+  set_stream_options(fd.get());
   if (addr.family == AF_INET6) set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 0);
   sockaddr_storage ss;
   const socklen_t len = addr.to_sockaddr(ss);

@@ -18,6 +18,7 @@ struct ListenSpec {
 };
 
 // A bound, listening, non-blocking socket, or a Failure naming the address and the reason.
+// It has TCP_NODELAY and SO_KEEPALIVE set, which every accepted socket inherits.
 Fd make_listener(const ListenSpec& spec, Failure& failure);
 
 // TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection.

@@ -1,0 +1,86 @@
+"""Active health checks (--check/--rise/--fall, issue 6), seen from clients and from the log:
+a dead backend is dropped and readmitted by the checks, and health never overrides a hand
+`disable`."""
+
+import re
+
+import harness as h
+
+CHECKS = ["--check", "1", "--fall", "2", "--rise", "2", "-t", "1"]
+
+
+def names_of(port, n):
+    """The backend names that n sequential clients of `port` are connected to."""
+    return [h.ask_name(port) for _ in range(n)]
+
+
+def health_re(group, channel, port, state):
+    """The log line the checker writes when channel (group, channel) on `port` turns `state`."""
+    return re.compile(rf"health: group {group} channel {channel} \(127\.0\.0\.1:{port}\) is {state} after ")
+
+
+def show_rows(bal):
+    """`show` rows as dicts (group, channel, state, totalc), whatever optional columns follow."""
+    r = bal.ctl("show")
+    assert r.rc == 0, r.stderr
+    rows = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 11 and parts[0].isdigit():
+            rows.append(dict(grp=int(parts[0]), ch=int(parts[2]), state=parts[3], totalc=int(parts[7]),
+                             extra=parts[11:]))
+    return rows
+
+
+def test_killed_backend_is_dropped_and_readmitted(start_balance, backends):
+    """A backend that dies is marked down after 2 failed checks; from then on every client is
+    served by the other channel without error. Restarted, it is marked up after 2 good checks
+    and takes its turns again."""
+    a = h.NameServer("a")
+    b = backends(h.NameServer("b"))
+    a_port = a.port
+    port = h.free_port()
+    bal = start_balance(port, [a.address, b.address], opts=CHECKS)
+    assert sorted(names_of(port, 2)) == ["a", "b"]
+
+    a.close()
+    down = health_re(0, 0, a_port, "down")
+    h.wait_for(lambda: down.search(bal.stderr()), 20, "the log line marking channel 0 down")
+    # Marked down: no client tries it any more, so none waits for a refused connect or fails.
+    assert names_of(port, 20) == ["b"] * 20
+    assert not health_re(0, 1, b.port, "down").search(bal.stderr())
+
+    backends(h.NameServer("a", port=a_port))
+    up = health_re(0, 0, a_port, "up")
+    h.wait_for(lambda: up.search(bal.stderr()), 20, "the log line marking channel 0 up again")
+    # Readmitted: sequential clients alternate over both channels again.
+    names = names_of(port, 6)
+    assert names in (["a", "b"] * 3, ["b", "a"] * 3), names
+    assert bal.alive()
+
+
+def test_hand_disabled_channel_stays_disabled_while_healthy(start_balance, backends):
+    """A channel disabled by hand stays disabled while the checks keep finding it healthy:
+    clients never reach it, until it is enabled by hand."""
+    a = backends(h.NameServer("a"))
+    b = backends(h.NameServer("b"))
+    port = h.free_port()
+    bal = start_balance(port, [a.address, b.address], opts=["--check", "1", "--rise", "1", "--fall", "2"])
+    r = bal.ctl("disable 1")
+    assert r.rc == 0 and r.stdout.strip() == "channel 1 disabled", r
+    totalc = show_rows(bal)[1]["totalc"]
+
+    # The checker probes b by connecting to it; three more probes mean three more verdicts that
+    # it is healthy, each a chance to (wrongly) re-enable it.
+    probes = b.connection_count()
+    h.wait_for(lambda: b.connection_count() >= probes + 3, 20, "three more health checks of channel 1")
+    assert names_of(port, 10) == ["a"] * 10
+    rows = show_rows(bal)
+    assert rows[1]["state"] == "dis"
+    assert rows[1]["totalc"] == totalc  # no client was sent to it
+    assert "up" in rows[1]["extra"] and "down" not in rows[1]["extra"]  # healthy all along
+    assert "is down" not in bal.stderr()
+
+    r = bal.ctl("enable 1")
+    assert r.rc == 0 and r.stdout.strip() == "channel 1 enabled", r
+    assert sorted(names_of(port, 4)) == ["a", "a", "b", "b"]
