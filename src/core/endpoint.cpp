@@ -27,6 +27,19 @@ socklen_t Endpoint::to_sockaddr(sockaddr_storage& out) const {
   return 0;
 }
 
+std::optional<Endpoint> Endpoint::from_numeric(const std::string& address, uint16_t port) {
+  Endpoint e;
+  e.port = port;
+  if (inet_pton(AF_INET, address.c_str(), e.addr.data()) == 1) {
+    e.family = AF_INET;
+  } else if (inet_pton(AF_INET6, address.c_str(), e.addr.data()) == 1) {
+    e.family = AF_INET6;
+  } else {
+    return std::nullopt;
+  }
+  return e;
+}
+
 std::optional<Endpoint> Endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
   Endpoint e;
   // sa_family itself is only there when len covers it.

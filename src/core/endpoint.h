@@ -22,6 +22,9 @@ struct Endpoint {
 
   // Fills `out` and returns its length, or 0 if this endpoint is not valid.
   socklen_t to_sockaddr(sockaddr_storage& out) const;
+  // A numeric IPv4 or IPv6 address ("127.0.0.1", "::1") and a port; nullopt for anything else
+  // (no name resolution).
+  static std::optional<Endpoint> from_numeric(const std::string& address, uint16_t port);
   // Reads an AF_INET or AF_INET6 sockaddr; anything else gives nullopt.
   static std::optional<Endpoint> from_sockaddr(const sockaddr* sa, socklen_t len);
   // The numeric address only ("127.0.0.1", "2001:db8::1").

@@ -13,14 +13,8 @@ namespace core = balance::core;
 namespace {
 
 core::Endpoint parse(const char* text, uint16_t port, uint32_t scope = 0) {
-  core::Endpoint e;
-  e.port = port;
-  if (inet_pton(AF_INET, text, e.addr.data()) == 1) {
-    e.family = AF_INET;
-  } else if (inet_pton(AF_INET6, text, e.addr.data()) == 1) {
-    e.family = AF_INET6;
-    e.scope_id = scope;
-  }
+  core::Endpoint e = core::Endpoint::from_numeric(text, port).value_or(core::Endpoint{});
+  if (e.family == AF_INET6) e.scope_id = scope;
   return e;
 }
 

@@ -29,14 +29,7 @@ core::Endpoint v4(uint32_t host_order_addr, uint16_t port) {
 }
 
 core::Endpoint parse(const char* text, uint16_t port) {
-  core::Endpoint e;
-  e.port = port;
-  if (inet_pton(AF_INET, text, e.addr.data()) == 1) {
-    e.family = AF_INET;
-  } else if (inet_pton(AF_INET6, text, e.addr.data()) == 1) {
-    e.family = AF_INET6;
-  }
-  return e;
+  return core::Endpoint::from_numeric(text, port).value_or(core::Endpoint{});
 }
 
 // Client keys of 100,000 consecutive addresses from 10.0.0.1: a realistic, unkind input.

@@ -28,14 +28,7 @@ namespace {
 constexpr uint16_t kBasePort = 1000;  // channel (g, c) listens on kBasePort + 100 * g + c
 
 core::Endpoint make_endpoint(const char* text, uint16_t port) {
-  core::Endpoint e;
-  e.port = port;
-  if (inet_pton(AF_INET, text, e.addr.data()) == 1) {
-    e.family = AF_INET;
-  } else if (inet_pton(AF_INET6, text, e.addr.data()) == 1) {
-    e.family = AF_INET6;
-  }
-  return e;
+  return core::Endpoint::from_numeric(text, port).value_or(core::Endpoint{});
 }
 
 // The client of tests where the client does not matter.

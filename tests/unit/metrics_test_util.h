@@ -13,14 +13,7 @@
 namespace balance::metrics::testing {
 
 inline core::Endpoint endpoint(const std::string& address, uint16_t port) {
-  core::Endpoint e;
-  e.port = port;
-  if (inet_pton(AF_INET, address.c_str(), e.addr.data()) == 1) {
-    e.family = AF_INET;
-  } else if (inet_pton(AF_INET6, address.c_str(), e.addr.data()) == 1) {
-    e.family = AF_INET6;
-  }
-  return e;
+  return core::Endpoint::from_numeric(address, port).value_or(core::Endpoint{});
 }
 
 inline std::unique_ptr<core::Table> empty_table(int64_t start_time = 1700000000) {
