@@ -1,0 +1,1 @@
+"""The benchmark's parts: processes, set-up, contenders, workloads, connection holder, report."""

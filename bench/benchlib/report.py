@@ -1,0 +1,142 @@
+"""Medians over rounds, balance's ratio to the best peer, and the markdown tables."""
+import statistics
+
+from . import contenders
+
+# key, label, which way is better, format, goal: (kind, value); kinds: ratio >=, ratio <=, abs <=
+ROWS = [
+    ("conn_rate", "new connections/s (ab -n {ab_n} -c {ab_c}, one HTTP exchange per connection)",
+     "high", "k", (">=", 1.2)),
+    ("cpu_us", "proxy CPU per connection (µs)", "low", "{:.0f}", ("<=", 0.8)),
+    ("ka_rps", "keep-alive requests/s (wrk -t1 -c{wrk_c} -d{wrk_d}s)", "high", "k", (">=", 1.1)),
+    ("ka_p99_ms", "p99 latency, keep-alive (ms)", "low", "{:.2f}", ("<=", 1.0)),
+    ("bulk1_gbps", "one bulk stream, Gbit/s (iperf3 -t {iperf_t})", "high", "{:.1f}", (">=", 1.1)),
+    ("bulk4_gbps", "four bulk streams, Gbit/s (iperf3 -P 4)", "high", "{:.1f}", (">=", 1.2)),
+    ("mem_kib", "memory per idle established connection (PSS growth, KiB)", "low", "{:.1f}",
+     ("abs<=", 2.0)),
+    ("hold_p99_ms", "{hold_n} connections held: no error, flat latency (p99 ms while held)",
+     "low", "{:.2f}", ("pass", None)),
+]
+WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "ka_rps": "keepalive",
+               "ka_p99_ms": "keepalive", "bulk1_gbps": "bulk1", "bulk4_gbps": "bulk4",
+               "mem_kib": "mem", "hold_p99_ms": "hold"}
+
+
+def _fmt(fmt, v):
+    if v is None:
+        return "-"
+    if fmt == "k":
+        return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+    text = fmt.format(v)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
+
+
+def _values(results, contender, key):
+    return [r[key] for r in results if r["contender"] == contender and r.get(key) is not None]
+
+
+def medians(results, names):
+    """{key: {contender: median or None}} plus {(workload, contender): [errors]}."""
+    med = {key: {} for key, *_ in ROWS}
+    for key, *_ in ROWS:
+        for c in names:
+            vals = _values(results, c, key)
+            med[key][c] = statistics.median(vals) if vals else None
+    errors = {}
+    for r in results:
+        if r.get("error"):
+            errors.setdefault((r["workload"], r["contender"]), []).append(
+                f"round {r['round']}: {r['error']}")
+    return med, errors
+
+
+def _hold_cell(results, c, p99):
+    runs = [r for r in results if r["contender"] == c and r["workload"] == "hold"]
+    if not runs:
+        return "-"
+    passed = sum(1 for r in runs if r.get("hold_pass"))
+    verdict = "pass" if passed == len(runs) else f"FAIL {len(runs) - passed}/{len(runs)}"
+    return f"{verdict}, {_fmt('{:.2f}', p99)}"
+
+
+PREALLOCATED_KIB = 0.1  # below this, a proxy's memory did not grow: it preallocated its table
+
+
+def _best_peer(key, row_med, better, names):
+    peers = [(v, c) for c, v in row_med.items() if c in contenders.PEERS and c in names
+             and v is not None and not (key == "mem_kib" and v < PREALLOCATED_KIB)]
+    if not peers:
+        return None, None
+    return (max if better == "high" else min)(peers)
+
+
+def _round_ratios(results, key, better, names):
+    """balance / best peer within each round: pairs numbers taken minutes apart, not more."""
+    ratios = []
+    for rnd in sorted({r["round"] for r in results}):
+        row = {r["contender"]: r.get(key) for r in results if r["round"] == rnd
+               and r.get(key) is not None and WORKLOAD_OF[key] == r["workload"]}
+        best, _ = _best_peer(key, row, better, names)
+        if row.get("balance") is not None and best:
+            ratios.append(row["balance"] / best)
+    return ratios
+
+
+def _goal(goal, ratio, bal, hold_ok):
+    kind, value = goal
+    if kind == "pass":
+        return "pass, p99 flat", ("yes" if hold_ok else "no")
+    if kind == "abs<=":
+        return f"<= {value:g} KiB", ("-" if bal is None else "yes" if bal <= value else "no")
+    met = "-" if ratio is None else "yes" if (ratio >= value if kind == ">=" else
+                                               ratio <= value) else "no"
+    return f"{kind} {value:g}x", met
+
+
+def table(results, names, sizes, only):
+    """The main markdown table: medians, balance / best peer, the issue's goal, met or not."""
+    med, errors = medians(results, names)
+    head = ["workload", *names, "balance / best peer", "goal", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, better, fmt, goal in ROWS:
+        if WORKLOAD_OF[key] not in only:
+            continue
+        row = med[key]
+        cells = []
+        for c in names:
+            cell = _hold_cell(results, c, row[c]) if key == "hold_p99_ms" else _fmt(fmt, row[c])
+            if key == "mem_kib" and row[c] is not None and row[c] < PREALLOCATED_KIB:
+                cell += " (preallocated)"
+            if errors.get((WORKLOAD_OF[key], c)):
+                cell += " (!)"
+            cells.append(cell)
+        best, best_name = _best_peer(key, row, better, names)
+        bal = row.get("balance")
+        ratio = bal / best if bal is not None and best else None
+        hold_ok = all(r.get("hold_pass") for r in results
+                      if r["contender"] == "balance" and r["workload"] == "hold") and any(
+                          r["contender"] == "balance" and r["workload"] == "hold" for r in results)
+        ratio_cell = "-" if ratio is None else f"{ratio:.2f} (vs {best_name})"
+        rounds = _round_ratios(results, key, better, names)
+        if ratio is not None and len(rounds) > 1:
+            ratio_cell += f"; rounds {min(rounds):.2f}-{max(rounds):.2f}"
+        goal_text, met = _goal(goal, ratio, bal, hold_ok)
+        lines.append("| " + " | ".join([label.format(**sizes), *cells, ratio_cell, goal_text,
+                                         met]) + " |")
+    return "\n".join(lines), errors
+
+
+def spread_table(results, names, only):
+    """min-max over rounds for each cell: how much the shared machine moved the numbers."""
+    head = ["workload (min-max over rounds)", *names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, _, fmt, _ in ROWS:
+        if WORKLOAD_OF[key] not in only:
+            continue
+        cells = []
+        for c in names:
+            vals = _values(results, c, key)
+            cells.append("-" if not vals else
+                         f"{_fmt(fmt, min(vals))} - {_fmt(fmt, max(vals))} ({len(vals)})")
+        lines.append("| " + " | ".join([key, *cells]) + " |")
+    return "\n".join(lines)
