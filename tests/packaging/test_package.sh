@@ -129,6 +129,18 @@ socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_for
 ' "$backend_port" >"$work/backend.log" 2>&1 &
 pids+=($!)
 
+# Wait (bounded) until the backend listens, so balance's first connect cannot be refused.
+timeout 15 python3 -c '
+import socket, sys, time
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+' "$backend_port"
+check "the echo backend listens" test $? -eq 0
+
 echo "=== $bin -f --threads 2 $listen_port 127.0.0.1:$backend_port"
 "$bin" -f --threads 2 "$listen_port" "127.0.0.1:$backend_port" >"$work/balance.log" 2>&1 &
 balance_pid=$!
