@@ -33,6 +33,10 @@ void raise_descriptor_limit() {
   }
 }
 
+unsigned worker_threads(const cli::Config& config) {
+  return config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
 void fill_table(core::Table& table, const cli::Config& config) {
   for (uint32_t g = 0; g < config.groups.size(); ++g) {
     table.groups[g].type.store(static_cast<uint32_t>(config.groups[g].type));
@@ -59,8 +63,11 @@ void trace_config(const cli::Config& config, unsigned threads) {
 // The running proxy: what start-up built, in the order it must be torn down.
 class Proxy {
  public:
-  Proxy(const cli::Config& config, net::Fd listener, std::unique_ptr<ctl::Segment> segment)
-      : config_(config), listener_(std::move(listener)), segment_(std::move(segment)), supervisor_(config.foreground) {}
+  Proxy(const cli::Config& config, std::vector<net::Fd> listeners, std::unique_ptr<ctl::Segment> segment)
+      : config_(config),
+        listeners_(std::move(listeners)),
+        segment_(std::move(segment)),
+        supervisor_(config.foreground) {}
 
   // Starts the --metrics server, if asked for; false (with `failure`) when it cannot listen.
   bool start_metrics(Failure& failure);
@@ -72,10 +79,11 @@ class Proxy {
  private:
   void drain();
   bool upgrade();
+  std::vector<int> listeners_for(unsigned i, unsigned threads) const;
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
   const cli::Config& config_;
-  net::Fd listener_;
+  std::vector<net::Fd> listeners_;  // normally one per worker (SO_REUSEPORT)
   std::unique_ptr<ctl::Segment> segment_;
   std::unique_ptr<metrics::Server> metrics_;  // after segment_: stops before the table is unmapped
   Supervisor supervisor_;  // before the workers: they call back into it until joined
@@ -93,21 +101,34 @@ bool Proxy::start_metrics(Failure& failure) {
 
 void Proxy::start() {
   core::Table& table = segment_->table();
-  const unsigned threads = config_.threads ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = worker_threads(config_);
   table.header.threads.store(threads);
   table.header.grace_s.store(config_.grace_s);
   trace_config(config_, threads);
   // -p writes to the terminal; a daemon has none, so it never dumps.
   shared_ = std::make_unique<net::WorkerShared>(
-      net::WorkerShared{config_, table, listener_.get(), config_.packet_dump && config_.foreground});
+      net::WorkerShared{config_, table, config_.packet_dump && config_.foreground});
   for (unsigned i = 0; i < threads; ++i) {
-    workers_.push_back(std::make_unique<net::Worker>(*shared_, i));
+    workers_.push_back(std::make_unique<net::Worker>(*shared_, i, listeners_for(i, threads)));
     workers_.back()->start();
   }
   if (config_.check_interval_s > 0) {
     checker_ = std::make_unique<net::HealthChecker>(table, config_);
     checker_->start();
   }
+}
+
+// The listeners worker `i` of `threads` accepts on: its own, and any beyond the thread count
+// (an upgrade from a master with more threads); workers beyond the listener count share one.
+std::vector<int> Proxy::listeners_for(unsigned i, unsigned threads) const {
+  std::vector<int> fds;
+  const size_t n = listeners_.size();
+  if (i >= n) {
+    fds.push_back(listeners_[i % n].get());
+    return fds;
+  }
+  for (size_t j = i; j < n; j += threads) fds.push_back(listeners_[j].get());
+  return fds;
 }
 
 void Proxy::run() {
@@ -134,7 +155,9 @@ bool Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
   metrics_.reset();  // the successor binds the --metrics address (scrapes pause meanwhile)
   Failure failure;
-  const auto pid = start_successor(listener_.get(), segment_->fd(), failure);
+  std::vector<int> listen_fds;
+  for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
+  const auto pid = start_successor(listen_fds, segment_->fd(), failure);
   if (!pid) {
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
@@ -154,7 +177,7 @@ void Proxy::drain() {
   for (auto& w : workers_) w->begin_drain(supervisor_.stopped_accepting_callback(), supervisor_.drained_callback());
   const uint64_t deadline = net::EventLoop::clock_ms() + uint64_t{config_.grace_s} * 1000u;
   for (;;) {
-    if (listener_ && supervisor_.stopped_accepting() == worker_count()) listener_.reset();
+    if (!listeners_.empty() && supervisor_.stopped_accepting() == worker_count()) listeners_.clear();
     if (supervisor_.drained() == worker_count()) return;
     const uint64_t now = net::EventLoop::clock_ms();
     if (now >= deadline) {
@@ -165,10 +188,11 @@ void Proxy::drain() {
   }
 }
 
-// The listening socket: inherited from the master being upgraded, or bound now.
-net::Fd open_listener(const cli::Config& config, std::optional<Inheritance>& inheritance, Failure& failure) {
-  if (inheritance) return std::move(inheritance->listener);
-  return net::make_listener({config.bind, config.port, config.force_ipv6}, failure);
+// The listening sockets: inherited from the master being upgraded, or bound now (one per worker).
+std::vector<net::Fd> open_listeners(const cli::Config& config, std::optional<Inheritance>& inheritance,
+                                    Failure& failure) {
+  if (inheritance) return std::move(inheritance->listeners);
+  return net::make_listeners({config.bind, config.port, config.force_ipv6}, worker_threads(config), failure);
 }
 
 // The control segment: the predecessor's (state carries over), or a fresh one filled from the
@@ -189,8 +213,8 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   raise_descriptor_limit();
   std::optional<Inheritance> inheritance = inherited();
   Failure failure;
-  net::Fd listener = open_listener(config, inheritance, failure);
-  if (!listener) {
+  std::vector<net::Fd> listeners = open_listeners(config, inheritance, failure);
+  if (listeners.empty()) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
     return failure.exit_code;
   }
@@ -207,7 +231,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     if (inheritance) report_to_predecessor(*inheritance, failure);
     return failure.exit_code;
   }
-  Proxy proxy(config, std::move(listener), std::move(segment));
+  Proxy proxy(config, std::move(listeners), std::move(segment));
   if (!proxy.start_metrics(failure)) {
     if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
     report.send(failure);

@@ -23,12 +23,25 @@ constexpr int kReportTimeoutMs = 30000;
 std::string g_binary;              // the binary's path when this process started
 std::vector<std::string> g_args;  // argv, argv[0] included
 
-// A descriptor number from "name=N" in `text`, or -1.
+// Descriptor numbers from "name=N[:N...]" in `text` (fields separated by ','); empty if absent or bad.
+std::vector<int> fields(const std::string& text, const std::string& name) {
+  std::vector<int> fds;
+  size_t at = text.find(name + "=");
+  if (at == std::string::npos) return fds;
+  const char* p = text.c_str() + at + name.size() + 1;
+  for (;;) {
+    char* end = nullptr;
+    const long v = std::strtol(p, &end, 10);
+    if (end == p || v <= 2 || v >= INT_MAX || fds.size() >= 1024) return {};
+    fds.push_back(static_cast<int>(v));
+    if (*end != ':') return fds;
+    p = end + 1;
+  }
+}
+
 int field(const std::string& text, const std::string& name) {
-  const size_t at = text.find(name + "=");
-  if (at == std::string::npos) return -1;
-  const long v = std::strtol(text.c_str() + at + name.size() + 1, nullptr, 10);
-  return v > 2 && v < INT_MAX ? static_cast<int>(v) : -1;
+  const auto fds = fields(text, name);
+  return fds.size() == 1 ? fds[0] : -1;
 }
 
 // Reads the successor's report until it arrives, the pipe closes, or the deadline passes.
@@ -69,17 +82,21 @@ std::optional<Inheritance> inherited() {
   const std::string text = value;
   ::unsetenv(kEnv);  // a later upgrade of the new master starts clean
   Inheritance in;
-  const int listen_fd = field(text, "listen");
+  const std::vector<int> listen_fds = fields(text, "listen");
   in.segment_fd = field(text, "segment");
   const int report_fd = field(text, "report");
-  if (listen_fd < 0 || in.segment_fd < 0 || report_fd < 0) return std::nullopt;
-  for (int fd : {listen_fd, in.segment_fd, report_fd}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  in.listener.reset(listen_fd);
+  if (listen_fds.empty() || in.segment_fd < 0 || report_fd < 0) return std::nullopt;
+  for (int fd : listen_fds) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    in.listeners.emplace_back(fd);
+  }
+  ::fcntl(in.segment_fd, F_SETFD, FD_CLOEXEC);
+  ::fcntl(report_fd, F_SETFD, FD_CLOEXEC);
   in.report.reset(report_fd);
   return in;
 }
 
-std::optional<int> start_successor(int listen_fd, int segment_fd, Failure& failure) {
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, Failure& failure) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     failure = {kExitOsErr, std::string("upgrade: cannot create pipe: ") + std::strerror(errno)};
@@ -88,12 +105,17 @@ std::optional<int> start_successor(int listen_fd, int segment_fd, Failure& failu
   net::Fd read_end(fds[0]);
   net::Fd write_end(fds[1]);
   // Copies the child keeps across exec; this process closes its own copies after the fork.
-  net::Fd child_listen(inheritable(listen_fd));
+  std::vector<net::Fd> child_listen;
+  std::string listen_list;
+  for (int fd : listen_fds) {
+    child_listen.emplace_back(inheritable(fd));
+    listen_list += (listen_list.empty() ? "" : ":") + std::to_string(child_listen.back().get());
+  }
   net::Fd child_segment(inheritable(segment_fd));
   net::Fd child_report(inheritable(write_end.get()));
   // Everything exec needs is built before fork: between fork and exec only async-signal-safe calls.
-  std::string env = std::string(kEnv) + "=listen=" + std::to_string(child_listen.get()) +
-                    ",segment=" + std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());
+  std::string env = std::string(kEnv) + "=listen=" + listen_list + ",segment=" +
+                    std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
   envp.push_back(env.data());
@@ -107,7 +129,7 @@ std::optional<int> start_successor(int listen_fd, int segment_fd, Failure& failu
     ::execve(g_binary.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
-  child_listen.reset();
+  child_listen.clear();
   child_segment.reset();
   child_report.reset();
   write_end.reset();

@@ -17,7 +17,7 @@ namespace balance::master {
 
 // What a new master inherited from the old one (environment variable BALANCE_UPGRADE).
 struct Inheritance {
-  net::Fd listener;
+  std::vector<net::Fd> listeners;
   int segment_fd = -1;
   net::Fd report;  // write "0" or "<code>\t<message>" once serving or failed
 };
@@ -30,7 +30,7 @@ void remember_invocation(int argc, const char* const* argv);
 
 // Old master: starts the new master and waits (bounded) for its report. Returns its pid when it
 // serves; nullopt (with `failure` filled, logged by the caller) when it did not.
-std::optional<int> start_successor(int listen_fd, int segment_fd, Failure& failure);
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, Failure& failure);
 
 // New master: tells the old one that start-up went well (nullopt) or not.
 void report_to_predecessor(Inheritance& inheritance, const std::optional<Failure>& failure);

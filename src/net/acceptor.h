@@ -1,5 +1,6 @@
-// Accepts clients on the listening socket shared by all workers (EPOLLEXCLUSIVE: one worker
-// is woken per new connection) and hands each to a new Session on this worker.
+// Accepts clients on one listening socket (normally this worker's own SO_REUSEPORT socket; if
+// several workers share one, EPOLLEXCLUSIVE wakes one of them per new connection) and hands
+// each to a new Session on this worker.
 //
 // Descriptor exhaustion (EMFILE/ENFILE) never spins: a spare descriptor is given up to accept
 // and close the waiting client at once (it sees a clean close, not a hang), and if even that

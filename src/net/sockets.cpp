@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 namespace balance::net {
@@ -21,26 +22,29 @@ std::string describe(const ListenSpec& spec) {
   return e.to_string();
 }
 
-}  // namespace
-
-Fd make_listener(const ListenSpec& spec, Failure& failure) {
+// The address a listener binds: -b, or all addresses (IPv6 dual stack, IPv4 on a kernel without IPv6).
+core::Endpoint listen_address(const ListenSpec& spec) {
   core::Endpoint addr;
   if (spec.bind) {
     addr = *spec.bind;
   } else {
-    addr.family = AF_INET6;  // in6addr_any, dual stack
+    addr.family = AF_INET6;  // in6addr_any
+    Fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!probe && !spec.force_ipv6 && errno == EAFNOSUPPORT) addr.family = AF_INET;
   }
   addr.port = spec.port;
+  return addr;
+}
+
+// One socket bound to `addr`, listening when `listen_too`; an invalid Fd with `failure` filled otherwise.
+Fd bind_one(const ListenSpec& spec, const core::Endpoint& addr, bool reuseport, bool listen_too, Failure& failure) {
   Fd fd(::socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd && !spec.bind && !spec.force_ipv6 && errno == EAFNOSUPPORT) {
-    addr.family = AF_INET;  // a kernel without IPv6: all IPv4 addresses
-    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  }
   if (!fd) {
     failure = {kExitOsErr, std::string("cannot create listening socket: ") + std::strerror(errno) + ", exiting."};
     return Fd();
   }
   set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  if (reuseport) set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1);
   // Accepted sockets inherit these from the listener: two setsockopt calls fewer per client.
   set_stream_options(fd.get());
   if (addr.family == AF_INET6) set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 0);
@@ -50,11 +54,25 @@ Fd make_listener(const ListenSpec& spec, Failure& failure) {
     failure = {kExitOsErr, "cannot bind to " + describe(spec) + ": " + std::strerror(errno) + ", exiting."};
     return Fd();
   }
-  if (::listen(fd.get(), SOMAXCONN) != 0) {
+  if (listen_too && ::listen(fd.get(), SOMAXCONN) != 0) {
     failure = {kExitOsErr, "cannot listen on " + describe(spec) + ": " + std::strerror(errno) + ", exiting."};
     return Fd();
   }
   return fd;
+}
+
+}  // namespace
+
+std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& failure) {
+  const core::Endpoint addr = listen_address(spec);
+  if (!bind_one(spec, addr, false, false, failure)) return {};  // the port is someone else's
+  std::vector<Fd> fds;
+  for (unsigned i = 0; i < std::max(count, 1u); ++i) {
+    Fd fd = bind_one(spec, addr, true, true, failure);
+    if (!fd) return {};
+    fds.push_back(std::move(fd));
+  }
+  return fds;
 }
 
 void set_stream_options(int fd) {

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/endpoint.h"
 #include "core/failure.h"
@@ -17,9 +18,12 @@ struct ListenSpec {
   bool force_ipv6 = false;
 };
 
-// A bound, listening, non-blocking socket, or a Failure naming the address and the reason.
-// It has TCP_NODELAY and SO_KEEPALIVE set, which every accepted socket inherits.
-Fd make_listener(const ListenSpec& spec, Failure& failure);
+// `count` bound, listening, non-blocking sockets on the same address and port (SO_REUSEPORT: the
+// kernel spreads new connections over them, one per worker), or a Failure naming the address and
+// the reason. The port must be free: a probe bind without SO_REUSEPORT checks that first, since
+// SO_REUSEPORT alone would let a second instance of the same user join silently. They have
+// TCP_NODELAY and SO_KEEPALIVE set, which every accepted socket inherits.
+std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& failure);
 
 // TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection.
 void set_stream_options(int fd);

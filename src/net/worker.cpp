@@ -7,7 +7,8 @@
 
 namespace balance::net {
 
-Worker::Worker(const WorkerShared& shared, unsigned id) : shared_(shared), id_(id) {}
+Worker::Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds)
+    : shared_(shared), id_(id), listen_fds_(std::move(listen_fds)) {}
 
 Worker::~Worker() {
   stop_and_join();
@@ -24,9 +25,9 @@ void Worker::stop_and_join() {
 }
 
 void Worker::run() {
-  acceptor_ = std::make_unique<Acceptor>(*this, shared_.listen_fd);
+  for (int fd : listen_fds_) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd));
   loop_.run();
-  acceptor_.reset();
+  acceptors_.clear();
   // What is left when the loop stops is cut off: each session logs it and gives its slot back.
   for (auto& s : sessions_) s->shutdown();
   sessions_.clear();
@@ -34,7 +35,7 @@ void Worker::run() {
 
 void Worker::begin_drain(std::function<void()> stopped_accepting, std::function<void()> drained) {
   loop_.post([this, stopped_accepting = std::move(stopped_accepting), drained = std::move(drained)]() mutable {
-    acceptor_.reset();  // the listener leaves this loop: no accept can be under way any more
+    acceptors_.clear();  // the listeners leave this loop: no accept can be under way any more
     stopped_accepting();
     on_drained_ = std::move(drained);
     notify_if_drained();

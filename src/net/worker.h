@@ -1,5 +1,6 @@
-// A worker thread: one event loop, its own acceptor on the shared listening socket, and the
-// sessions it accepted (a connection stays on the thread that accepted it).
+// A worker thread: one event loop, an acceptor on each of its listening sockets (normally one
+// SO_REUSEPORT socket of its own), and the sessions it accepted (a connection stays on the
+// thread that accepted it).
 #pragma once
 
 #include <functional>
@@ -21,13 +22,12 @@ class Session;
 struct WorkerShared {
   const cli::Config& config;
   core::Table& table;
-  int listen_fd;
   bool dump;  // -p, in the foreground only
 };
 
 class Worker {
  public:
-  Worker(const WorkerShared& shared, unsigned id);
+  Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -55,7 +55,8 @@ class Worker {
   unsigned id_;
   EventLoop loop_;
   ScratchBuffer scratch_;
-  std::unique_ptr<Acceptor> acceptor_;
+  std::vector<int> listen_fds_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::unique_ptr<Session>> sessions_;
   std::function<void()> on_drained_;  // set while draining
   std::thread thread_;
