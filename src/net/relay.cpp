@@ -1,5 +1,6 @@
 #include "net/relay.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -39,6 +40,7 @@ PumpStatus Direction::flush() {
   }
   pending_.reset();  // nothing in flight: give the memory back
   pending_off_ = 0;
+  if (const PumpStatus piped = flush_pipe(); piped != PumpStatus::Done) return piped;
   if (have_urgent_) {
     if (!dst_.writable) return PumpStatus::Waiting;
     const ssize_t n = ::send(dst_.fd.get(), &urgent_byte_, 1, MSG_OOB | MSG_NOSIGNAL);
@@ -52,6 +54,25 @@ PumpStatus Direction::flush() {
   return PumpStatus::Done;
 }
 
+// Moves the pipe's bytes on to the destination; gives the pipe back once it is empty.
+PumpStatus Direction::flush_pipe() {
+  while (in_pipe_ > 0) {
+    if (!dst_.writable) return PumpStatus::Waiting;
+    const ssize_t n = ::splice(pipe_.read_end.get(), nullptr, dst_.fd.get(), nullptr, in_pipe_,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return fail(errno, false);
+      dst_.writable = false;
+      return PumpStatus::Waiting;
+    }
+    in_pipe_ -= static_cast<size_t>(n);
+    if (in_pipe_ > 0) dst_.writable = false;  // a short move: the send buffer is full
+  }
+  if (pipe_) pool_->release(std::move(pipe_), true);
+  return PumpStatus::Done;
+}
+
 // At the urgent mark, takes the urgent byte out of band, so it is forwarded in its place in the
 // stream. Returns true when a byte was taken. (A read that starts exactly at an unannounced mark
 // makes the kernel skip and drop the urgent byte, which is why sockets are read only once epoll
@@ -62,6 +83,7 @@ bool Direction::fetch_urgent() {
   const ssize_t n = ::recv(src_.fd.get(), &urgent_byte_, 1, MSG_OOB);
   if (n == 1) {
     have_urgent_ = true;
+    urgent_hole_ = true;
     src_.urgent = false;
     return true;
   }
@@ -70,7 +92,11 @@ bool Direction::fetch_urgent() {
   return false;
 }
 
-PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump, bool last) {
+Direction::~Direction() {
+  if (pipe_) pool_->release(std::move(pipe_), in_pipe_ == 0);
+}
+
+PumpStatus Direction::pump(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump, bool last) {
   for (;;) {
     const PumpStatus flushed = flush();
     if (flushed != PumpStatus::Done) return flushed;
@@ -82,44 +108,93 @@ PumpStatus Direction::pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counte
     // Urgent data first: a lone urgent byte is announced by EPOLLPRI only, not as readable.
     if (src_.urgent && fetch_urgent()) continue;
     if (!src_.readable) return PumpStatus::Waiting;
+    // splice() stops for good at the place of an urgent byte taken out of band; recv() steps over it.
+    const bool splice = splicing_ && !dump && !urgent_hole_;
+    urgent_hole_ = false;
+    const PumpStatus read = splice ? read_splice(buffers, counter) : read_copy(buffers, counter, dump);
+    if (read != PumpStatus::Done) return read;
+  }
+}
 
-    const ssize_t n = ::recv(src_.fd.get(), scratch.data.get(), ScratchBuffer::kSize, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        src_.readable = false;
-        return PumpStatus::Waiting;
-      }
-      return fail(errno, true);
-    }
-    const size_t len = static_cast<size_t>(n);
-    if (dump) log::dump(dump_as_, scratch.data.get(), len);
-    if (len == 0) {
-      eof_ = true;
-      continue;
-    }
-    moved_ = true;
-    bytes_ += len;
-    if (counter) counter->fetch_add(len, std::memory_order_relaxed);
-    // A short read drained the socket: skip the read that would only say EAGAIN, unless an
-    // end of stream or urgent byte may be waiting behind it (no new edge would announce it).
-    if (len < ScratchBuffer::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+void Direction::count(size_t len, std::atomic<uint64_t>* counter) {
+  moved_ = true;
+  bytes_ += len;
+  if (counter) counter->fetch_add(len, std::memory_order_relaxed);
+}
 
-    ssize_t sent = 0;
-    if (dst_.writable) {
-      sent = ::send(dst_.fd.get(), scratch.data.get(), len, MSG_NOSIGNAL);
-      if (sent < 0) {
-        if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
-        sent = 0;
-      }
+// Reads into the scratch buffer and writes on at once; keeps what the destination did not take.
+PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump) {
+  unsigned char* data = buffers.data.get();
+  const ssize_t n = ::recv(src_.fd.get(), data, RelayBuffers::kSize, 0);
+  if (n < 0) {
+    if (errno == EINTR) return PumpStatus::Done;
+    if (errno == EAGAIN) {
+      src_.readable = false;
+      return PumpStatus::Waiting;
     }
-    if (static_cast<size_t>(sent) < len) {
-      dst_.writable = false;
-      pending_.reset(new unsigned char[len - static_cast<size_t>(sent)]);
-      std::memcpy(pending_.get(), scratch.data.get() + sent, len - static_cast<size_t>(sent));
-      pending_len_ = len - static_cast<size_t>(sent);
+    return fail(errno, true);
+  }
+  const size_t len = static_cast<size_t>(n);
+  if (dump) log::dump(dump_as_, data, len);
+  if (len == 0) {
+    eof_ = true;
+    return PumpStatus::Done;
+  }
+  count(len, counter);
+  // A short read drained the socket: skip the read that would only say EAGAIN, unless an end of
+  // stream or urgent byte may be waiting behind it (no new edge would announce it). A full read
+  // means the peer streams: splice from now on.
+  if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  if (len == RelayBuffers::kSize) splicing_ = true;
+
+  ssize_t sent = 0;
+  if (dst_.writable) {
+    sent = ::send(dst_.fd.get(), data, len, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
+      sent = 0;
     }
   }
+  if (static_cast<size_t>(sent) < len) {
+    dst_.writable = false;
+    pending_.reset(new unsigned char[len - static_cast<size_t>(sent)]);
+    std::memcpy(pending_.get(), data + sent, len - static_cast<size_t>(sent));
+    pending_len_ = len - static_cast<size_t>(sent);
+  }
+  return PumpStatus::Done;
+}
+
+// Moves what the source has into a pipe (flush() then moves it on to the destination).
+PumpStatus Direction::read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* counter) {
+  if (!pipe_) {
+    pipe_ = buffers.pipes.acquire();
+    pool_ = &buffers.pipes;
+    if (!pipe_) {  // no descriptor for a pipe: copy instead
+      splicing_ = false;
+      return PumpStatus::Done;
+    }
+  }
+  const ssize_t n = ::splice(src_.fd.get(), nullptr, pipe_.write_end.get(), nullptr, RelayBuffers::kSize,
+                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n < 0) {
+    if (errno == EINTR) return PumpStatus::Done;
+    // EAGAIN: nothing to read (the pipe is empty here), or the urgent mark is next.
+    if (errno == EAGAIN) {
+      src_.readable = false;
+      pool_->release(std::move(pipe_), true);
+      return PumpStatus::Waiting;
+    }
+    return fail(errno, true);
+  }
+  if (n == 0) {
+    eof_ = true;
+    return PumpStatus::Done;
+  }
+  const size_t len = static_cast<size_t>(n);
+  count(len, counter);
+  in_pipe_ = len;
+  if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  return PumpStatus::Done;
 }
 
 void Direction::queue_first(const std::string& bytes) {

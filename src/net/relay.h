@@ -6,6 +6,11 @@
 // destination does not take is copied into a buffer of the direction's own, and while that
 // buffer is not empty the source is not read (back-pressure). So an idle connection holds no
 // buffer, and a slow peer costs at most one scratch-buffer's worth per direction.
+//
+// Streaming: once a read fills the whole scratch buffer, the direction switches to splice():
+// bytes go socket -> pipe -> socket inside the kernel, through a pipe taken from the worker's
+// pool only while bytes are in flight. Not with -p (the dump needs the bytes), and not when no
+// pipe can be had (out of descriptors: copying goes on).
 #pragma once
 
 #include <atomic>
@@ -16,6 +21,7 @@
 
 #include "log/dump.h"
 #include "net/fd.h"
+#include "net/pipe_pool.h"
 
 namespace balance::net {
 
@@ -34,9 +40,11 @@ struct Side {
   void note(uint32_t events);
 };
 
-struct ScratchBuffer {
+// What the directions of one worker share: the scratch buffer and the pipe pool.
+struct RelayBuffers {
   static constexpr size_t kSize = 64 * 1024;
   std::unique_ptr<unsigned char[]> data{new unsigned char[kSize]};
+  PipePool pipes;
 };
 
 enum class PumpStatus {
@@ -48,11 +56,14 @@ enum class PumpStatus {
 class Direction {
  public:
   Direction(Side& src, Side& dst, log::Direction dump_as) : src_(src), dst_(dst), dump_as_(dump_as) {}
+  ~Direction();
+  Direction(const Direction&) = delete;
+  Direction& operator=(const Direction&) = delete;
 
   // Moves as much as the sockets allow. `counter` gets the bytes read; `dump` writes the -p dump.
   // `last`: the other direction is done, so the connection closes as soon as this one ends and
   // the end needs no shutdown() of its own (the close sends the FIN).
-  PumpStatus pump(ScratchBuffer& scratch, std::atomic<uint64_t>* counter, bool dump, bool last = false);
+  PumpStatus pump(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump, bool last = false);
 
   // Queues bytes of our own to go out before anything read from the source (the PROXY header).
   // Only before the first pump.
@@ -66,10 +77,16 @@ class Direction {
   uint64_t bytes() const { return bytes_; }
   bool moved_since_last_check();  // for the idle timeout
   int error() const { return error_; }
-  size_t buffered() const { return pending_len_; }
+  size_t buffered() const { return pending_len_ + in_pipe_; }
+  bool splicing() const { return splicing_; }
 
  private:
   PumpStatus flush();
+  PumpStatus flush_pipe();
+  // One read from the source (copying or splicing); Waiting/Failed to stop, Done to go on.
+  PumpStatus read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump);
+  PumpStatus read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* counter);
+  void count(size_t len, std::atomic<uint64_t>* counter);
   bool fetch_urgent();
   PumpStatus fail(int err, bool at_source);
 
@@ -79,7 +96,12 @@ class Direction {
   std::unique_ptr<unsigned char[]> pending_;  // allocated only while the destination lags
   size_t pending_off_ = 0;
   size_t pending_len_ = 0;
+  bool splicing_ = false;
+  Pipe pipe_;                  // held only while bytes are in it
+  PipePool* pool_ = nullptr;   // where pipe_ came from
+  size_t in_pipe_ = 0;
   bool have_urgent_ = false;  // an urgent byte read from src waits to be sent
+  bool urgent_hole_ = false;  // ...and its place in the stream must be stepped over by a recv()
   unsigned char urgent_byte_ = 0;
   bool eof_ = false;   // src ended
   bool shut_ = false;  // ...and dst's write side was shut down

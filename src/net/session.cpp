@@ -143,10 +143,10 @@ void Session::on_events(SideId id, uint32_t events) {
 void Session::pump() {
   auto& channel = worker_.shared().table.groups[pick_->group].channels[pick_->channel];
   const bool dump = worker_.shared().dump;
-  const PumpStatus up = upstream_.pump(worker_.scratch(), &channel.sent, dump, downstream_.done());
+  const PumpStatus up = upstream_.pump(worker_.buffers(), &channel.sent, dump, downstream_.done());
   const PumpStatus down = up == PumpStatus::Failed
                               ? PumpStatus::Failed
-                              : downstream_.pump(worker_.scratch(), &channel.rcvd, dump, upstream_.done());
+                              : downstream_.pump(worker_.buffers(), &channel.rcvd, dump, upstream_.done());
   const bool up_moved = upstream_.moved_since_last_check();  // both flags are read and reset
   const bool down_moved = downstream_.moved_since_last_check();
   if (up_moved || down_moved) last_active_ms_ = loop_.now_ms();

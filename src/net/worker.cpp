@@ -61,6 +61,7 @@ void Worker::retire(Session& session) {
       sessions_[i]->index = i;
     }
     sessions_.pop_back();
+    if (sessions_.empty()) buffers_.pipes.clear();  // no connection left: no pipe kept either
     notify_if_drained();
   });
 }

@@ -41,7 +41,7 @@ class Worker {
   // Loop-thread API for sessions and the acceptor.
   EventLoop& loop() { return loop_; }
   const WorkerShared& shared() const { return shared_; }
-  ScratchBuffer& scratch() { return scratch_; }
+  RelayBuffers& buffers() { return buffers_; }
   unsigned id() const { return id_; }
   void adopt(std::unique_ptr<Session> session);
   // Destroys `session` once the current batch of events is done.
@@ -54,7 +54,7 @@ class Worker {
   const WorkerShared& shared_;
   unsigned id_;
   EventLoop loop_;
-  ScratchBuffer scratch_;
+  RelayBuffers buffers_;
   std::vector<int> listen_fds_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::unique_ptr<Session>> sessions_;

@@ -61,7 +61,7 @@ struct Rig {
   std::pair<Fd, Fd> in = tcp_pair();   // in.first: the writing peer; in.second: relay's src
   std::pair<Fd, Fd> out = tcp_pair();  // out.first: relay's dst; out.second: the reading peer
   Side src, dst;
-  ScratchBuffer scratch;
+  RelayBuffers scratch;
   std::atomic<uint64_t> counter{0};
   Direction dir{src, dst, log::Direction::FromClient};
 
@@ -109,7 +109,7 @@ TEST(Relay, BackPressureBoundsMemory) {
       written += static_cast<size_t>(n);
     }
     rig.pump();
-    EXPECT_LE(rig.dir.buffered(), ScratchBuffer::kSize);
+    EXPECT_LE(rig.dir.buffered(), RelayBuffers::kSize);
   }
   EXPECT_TRUE(writer_blocked) << "the relay kept reading although nobody drained it";
   EXPECT_GT(written, 0u);
@@ -186,6 +186,104 @@ TEST(Relay, LoneUrgentByteIsForwardedOnPriAlone) {
   char urgent = 0;
   ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
   EXPECT_EQ(urgent, '!');
+}
+
+// Pushes `data` through the rig (pumping as events would), then ends the stream; returns what
+// the reader got. Bounded.
+std::string push_through(Rig& rig, const std::string& data) {
+  size_t written = 0;
+  std::string got;
+  char buf[65536];
+  for (int i = 0; i < 200000 && (written < data.size() || !rig.dir.done()); ++i) {
+    if (written < data.size()) {
+      const ssize_t n = ::send(rig.writer(), data.data() + written, data.size() - written, MSG_DONTWAIT);
+      if (n > 0) written += static_cast<size_t>(n);
+      if (written == data.size()) ::shutdown(rig.writer(), SHUT_WR);
+    }
+    rig.pump(EPOLLIN | (written == data.size() ? EPOLLRDHUP : 0u));
+    const ssize_t r = ::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT);
+    if (r > 0) got.append(buf, static_cast<size_t>(r));
+  }
+  got += read_to_eof(rig.reader());
+  return got;
+}
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 2654435761u) >> 13);
+  return s;
+}
+
+// A stream that fills the scratch buffer switches the direction to splice(); every byte still
+// arrives, in order, and is counted.
+TEST(Relay, StreamingSwitchesToSpliceAndKeepsEveryByte) {
+  Rig rig;
+  const std::string data = pattern(8 << 20);
+  EXPECT_EQ(push_through(rig, data), data);
+  EXPECT_TRUE(rig.dir.splicing());
+  EXPECT_EQ(rig.counter.load(), data.size());
+  EXPECT_EQ(rig.dir.buffered(), 0u);
+  EXPECT_EQ(rig.scratch.pipes.idle(), 1u);  // the pipe went back to the pool
+}
+
+// Small exchanges never splice (they gain nothing from a pipe).
+TEST(Relay, SmallExchangesKeepCopying) {
+  Rig rig;
+  const std::string data = pattern(1000);
+  EXPECT_EQ(push_through(rig, data), data);
+  EXPECT_FALSE(rig.dir.splicing());
+  EXPECT_EQ(rig.scratch.pipes.idle(), 0u);
+}
+
+// While splicing, a destination that does not read still stops the source: at most a pipe's
+// worth is held.
+TEST(Relay, SplicingKeepsBackPressure) {
+  Rig rig;
+  const std::string chunk = pattern(RelayBuffers::kSize);
+  bool writer_blocked = false;
+  for (int i = 0; i < 4000 && !writer_blocked; ++i) {
+    if (::send(rig.writer(), chunk.data(), chunk.size(), MSG_DONTWAIT) < 0) writer_blocked = errno == EAGAIN;
+    rig.pump();
+    ASSERT_LE(rig.dir.buffered(), RelayBuffers::kSize);
+  }
+  EXPECT_TRUE(rig.dir.splicing());
+  EXPECT_TRUE(writer_blocked);
+}
+
+// Urgent data in the middle of a spliced stream is still sent out of band, in its place.
+TEST(Relay, UrgentDataWhileSplicing) {
+  Rig rig;
+  const std::string head = pattern(1 << 20);
+  size_t written = 0;
+  std::string got;
+  char buf[65536];
+  for (int i = 0; i < 100000 && got.size() < head.size(); ++i) {
+    if (written < head.size()) {
+      const ssize_t n = ::send(rig.writer(), head.data() + written, head.size() - written, MSG_DONTWAIT);
+      if (n > 0) written += static_cast<size_t>(n);
+    }
+    rig.pump();
+    const ssize_t r = ::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT);
+    if (r > 0) got.append(buf, static_cast<size_t>(r));
+  }
+  ASSERT_EQ(got, head);
+  ASSERT_TRUE(rig.dir.splicing());
+  ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
+  ASSERT_EQ(::send(rig.writer(), "tail", 4, 0), 4);
+  ::shutdown(rig.writer(), SHUT_WR);
+  for (int i = 0; i < 200 && !rig.dir.done(); ++i) {
+    wait_readable(rig.src.fd.get(), 20);
+    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
+  }
+  ASSERT_TRUE(rig.dir.done());
+  ASSERT_TRUE(wait_readable(rig.reader()));
+  int at_mark = 0;
+  ASSERT_EQ(::ioctl(rig.reader(), SIOCATMARK, &at_mark), 0);
+  EXPECT_EQ(at_mark, 1);
+  char urgent = 0;
+  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
+  EXPECT_EQ(urgent, '!');
+  EXPECT_EQ(read_to_eof(rig.reader()), "tail");
 }
 
 // A reset from the source fails the direction with the error, for the session to abort.
