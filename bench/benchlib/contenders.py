@@ -157,11 +157,17 @@ def _argv_haproxy_splice(d, port, backends, opts):
                          splice="option splice-request\n  option splice-response")
 
 
+def _argv_balance_b(d, port, backends, opts):
+    # A second balance build (--balance-b), for A/B runs of a technique in the same rotation.
+    return _argv_balance(d, port, backends, {"balance": opts["balance_b"]})
+
+
 PROXIES = {"balance": _argv_balance, "haproxy": _argv_haproxy, "nginx": _argv_nginx,
-           "pen": _argv_pen, "haproxy-splice": _argv_haproxy_splice}
+           "pen": _argv_pen, "haproxy-splice": _argv_haproxy_splice, "balance-b": _argv_balance_b}
 DEFAULT = ["direct", "haproxy", "nginx", "pen", "balance"]
-ALL = DEFAULT + ["haproxy-splice"]  # the last one only when asked for
-PEERS = ["haproxy", "nginx", "pen", "haproxy-splice"]
+ALL = DEFAULT + ["haproxy-splice", "balance-b"]  # the last ones only when asked for
+# Whom balance is compared with; with --contenders balance,balance-b the ratio is the A/B ratio.
+PEERS = ["haproxy", "nginx", "pen", "haproxy-splice", "balance-b"]
 
 
 def start(reg, name, workdir, port, backends, opts):
