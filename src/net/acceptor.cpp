@@ -101,8 +101,11 @@ void Acceptor::pause() {
 
 void Acceptor::resume() {
   if (listening_) return;
-  worker_.loop().add(listen_fd_, EPOLLIN | EPOLLEXCLUSIVE, *this);
   listening_ = true;
+  if (!worker_.loop().add(listen_fd_, EPOLLIN | EPOLLEXCLUSIVE, *this)) {
+    log::write(log::Level::Error, "cannot watch the listening socket: %s; retrying", std::strerror(errno));
+    pause();  // arms the retry
+  }
 }
 
 }  // namespace balance::net

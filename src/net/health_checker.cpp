@@ -43,7 +43,10 @@ class HealthChecker::Probe final : public Watch {
       return;
     }
     fd_ = std::move(r.fd);
-    hc_.loop_.add(fd_.get(), EPOLLOUT | EPOLLET, *this);
+    if (!hc_.loop_.add(fd_.get(), EPOLLOUT | EPOLLET, *this)) {
+      fd_.reset();  // out of resources here: no verdict on the channel this round
+      return;
+    }
     const uint64_t deadline = hc_.loop_.now_ms() + uint64_t{hc_.config_.connect_timeout_s} * 1000u;
     hc_.loop_.timers().schedule(timeout_, deadline, [this] { record(ETIMEDOUT); });
   }

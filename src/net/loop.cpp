@@ -50,18 +50,11 @@ EventLoop::EventLoop()
   if (!epoll_ || !wake_fd_) die("balance: cannot create event loop");
 }
 
-void EventLoop::add(int fd, uint32_t events, Watch& watch) {
+bool EventLoop::add(int fd, uint32_t events, Watch& watch) {
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = &watch;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) die("balance: epoll_ctl(ADD)");
-}
-
-void EventLoop::modify(int fd, uint32_t events, Watch& watch) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.ptr = &watch;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) die("balance: epoll_ctl(MOD)");
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 void EventLoop::remove(int fd) {
@@ -100,7 +93,7 @@ void EventLoop::run_deferred() {
 void EventLoop::run() {
   thread_id_ = std::this_thread::get_id();
   EventFdWatch waker(wake_fd_.get());
-  add(wake_fd_.get(), EPOLLIN, waker);
+  if (!add(wake_fd_.get(), EPOLLIN, waker)) die("balance: epoll_ctl(ADD) of the loop's own eventfd");
   epoll_event events[kMaxEvents];
   while (!stopping_.load(std::memory_order_acquire)) {
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timers_.poll_timeout_ms(now_ms_));

@@ -37,8 +37,9 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  void add(int fd, uint32_t events, Watch& watch);
-  void modify(int fd, uint32_t events, Watch& watch);
+  // Watches `fd`. False (errno set) when the kernel refuses (ENOMEM, or ENOSPC at
+  // fs.epoll.max_user_watches): the caller gives up that socket, the process goes on.
+  [[nodiscard]] bool add(int fd, uint32_t events, Watch& watch);
   void remove(int fd);
 
   // Runs until stop(); then returns.

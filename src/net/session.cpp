@@ -73,7 +73,11 @@ void Session::try_next_channel() {
       continue;
     }
     server_.fd = std::move(r.fd);
-    loop_.add(server_.fd.get(), kStreamEvents, server_watch_);
+    if (!loop_.add(server_.fd.get(), kStreamEvents, server_watch_)) {
+      BALANCE_DEBUG("client %s: cannot watch a socket: %s; closing", peer_.to_string().c_str(), std::strerror(errno));
+      server_ = Side{};
+      break;  // a resource of this host, like EMFILE above: the channel is not failed
+    }
     if (r.status == ConnectStatus::Connected) {
       on_connected();
       return;
@@ -119,7 +123,11 @@ void Session::on_connected() {
   BALANCE_DEBUG("client %s: connected to %s (group %u channel %u)", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel);
   send_proxy_header();  // (the client socket has TCP_NODELAY and SO_KEEPALIVE from the listener)
-  loop_.add(client_.fd.get(), kStreamEvents, client_watch_);
+  if (!loop_.add(client_.fd.get(), kStreamEvents, client_watch_)) {
+    log::write(log::Level::Warning, "cannot watch a client socket: %s", std::strerror(errno));
+    close(EndReason::Shutdown);
+    return;
+  }
   const unsigned idle = worker_.shared().config.idle_timeout_s;
   last_active_ms_ = loop_.now_ms();
   if (idle > 0) loop_.timers().schedule(timer_, last_active_ms_ + idle * 1000u, [this] { on_idle_timer(); });
