@@ -18,21 +18,6 @@ namespace {
 
 constexpr int kMaxEvents = 256;
 
-// The eventfd's own watch: just drains the counter; run() then runs posted tasks and checks
-// stopping_.
-class EventFdWatch final : public Watch {
- public:
-  explicit EventFdWatch(int fd) : fd_(fd) {}
-  void on_events(uint32_t) override {
-    uint64_t n;
-    while (::read(fd_, &n, sizeof n) > 0) {
-    }
-  }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 uint64_t EventLoop::clock_ms() {
@@ -46,8 +31,16 @@ EventLoop::EventLoop()
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
       now_ms_(clock_ms()),
       timers_(now_ms_),
+      waker_(*this),
       thread_id_(std::this_thread::get_id()) {
   if (!epoll_ || !wake_fd_) die("balance: cannot create event loop");
+  if (!add(wake_fd_.get(), EPOLLIN, waker_)) die("balance: epoll_ctl(ADD) of the loop's own eventfd");
+}
+
+void EventLoop::Waker::on_events(uint32_t) {
+  uint64_t n;
+  while (::read(loop_.wake_fd_.get(), &n, sizeof n) > 0) {
+  }
 }
 
 bool EventLoop::add(int fd, uint32_t events, Watch& watch) {
@@ -68,15 +61,18 @@ void EventLoop::post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
     posted_.push_back(std::move(task));
+    has_posted_.store(true, std::memory_order_release);
   }
   wake();
 }
 
 void EventLoop::run_posted() {
+  if (!has_posted_.load(std::memory_order_acquire)) return;
   std::vector<std::function<void()>> batch;
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
     batch.swap(posted_);
+    has_posted_.store(false, std::memory_order_relaxed);
   }
   for (auto& task : batch) task();
 }
@@ -92,26 +88,19 @@ void EventLoop::run_deferred() {
 
 void EventLoop::run() {
   thread_id_ = std::this_thread::get_id();
-  EventFdWatch waker(wake_fd_.get());
-  if (!add(wake_fd_.get(), EPOLLIN, waker)) die("balance: epoll_ctl(ADD) of the loop's own eventfd");
   epoll_event events[kMaxEvents];
   while (!stopping_.load(std::memory_order_acquire)) {
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timers_.poll_timeout_ms(now_ms_));
     if (n < 0 && errno != EINTR) die("balance: epoll_wait");
     now_ms_ = clock_ms();
-    for (int i = 0; i < n; ++i) {
-      if (events[i].data.ptr == &waker) {
-        waker.on_events(events[i].events);
-        run_posted();
-      } else {
-        static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
-      }
-    }
+    for (int i = 0; i < n; ++i) static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
+    // Posted tasks run between batches, never in the middle of one: a task may destroy a watch
+    // (a drain destroys the acceptors) that a later event of the same batch still points to.
+    run_posted();
     run_deferred();
     timers_.advance(now_ms_);
     run_deferred();
   }
-  remove(wake_fd_.get());
   run_posted();  // nothing posted is lost: e.g. a drain request racing with stop
 }
 

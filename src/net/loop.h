@@ -49,7 +49,8 @@ class EventLoop {
 
   // Runs `task` on this thread once the current batch of events has been handled.
   void defer(std::function<void()> task);
-  // Any thread: runs `task` on the loop's thread soon (wakes the loop).
+  // Any thread: runs `task` on the loop's thread soon (wakes the loop), between two batches of
+  // events (so it may destroy watches).
   void post(std::function<void()> task);
 
   TimerWheel& timers() { return timers_; }
@@ -60,6 +61,16 @@ class EventLoop {
   void assert_in_loop_thread() const;
 
  private:
+  // Drains the eventfd that post() and stop() write; run() then sees stopping_ and the tasks.
+  class Waker final : public Watch {
+   public:
+    explicit Waker(EventLoop& loop) : loop_(loop) {}
+    void on_events(uint32_t events) override;
+
+   private:
+    EventLoop& loop_;
+  };
+
   void run_deferred();
   void run_posted();
   void wake();
@@ -69,9 +80,11 @@ class EventLoop {
   std::atomic<bool> stopping_{false};
   uint64_t now_ms_;
   TimerWheel timers_;
+  Waker waker_;
   std::vector<std::function<void()>> deferred_;
-  std::mutex posted_mutex_;  // control path only: never taken per event
+  std::mutex posted_mutex_;  // control path only: taken only when something was posted
   std::vector<std::function<void()>> posted_;
+  std::atomic<bool> has_posted_{false};
   std::thread::id thread_id_;
 };
 
