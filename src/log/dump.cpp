@@ -1,9 +1,9 @@
 #include "log/dump.h"
 
-#include <poll.h>
+#include "log/log.h"
+
 #include <unistd.h>
 
-#include <cerrno>
 #include <mutex>
 
 namespace balance::log {
@@ -14,24 +14,6 @@ constexpr size_t kWrapColumns = 80;  // a line break once a line has more column
 
 std::mutex g_stdout_mutex;
 
-// Writes all of `text` to stdout. Waits (poll) if stdout is non-blocking and full; gives up on
-// any other error, since a broken stdout must not stop the proxy.
-void write_stdout(const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t w = ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
-    if (w > 0) {
-      done += static_cast<size_t>(w);
-    } else if (w < 0 && errno == EINTR) {
-      continue;
-    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd p{STDOUT_FILENO, POLLOUT, 0};
-      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
-    } else {
-      return;
-    }
-  }
-}
 
 }  // namespace
 
@@ -72,7 +54,7 @@ std::string format_dump(Direction dir, const unsigned char* data, size_t len) {
 void dump(Direction dir, const unsigned char* data, size_t len) {
   const std::string text = format_dump(dir, data, len);
   std::lock_guard<std::mutex> lock(g_stdout_mutex);
-  write_stdout(text);
+  write_fully(STDOUT_FILENO, text);
 }
 
 }  // namespace balance::log

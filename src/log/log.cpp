@@ -1,5 +1,6 @@
 #include "log/log.h"
 
+#include <poll.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -50,23 +51,29 @@ std::string format_line(const char* fmt, va_list args) {
   return line;
 }
 
-// Writes all of `line` to stderr; gives up on an error other than EINTR (nowhere to report it).
 void write_stderr(const std::string& line) {
   std::lock_guard<std::mutex> lock(g_mutex);
+  write_fully(STDERR_FILENO, line);
+}
+
+}  // namespace
+
+void write_fully(int fd, std::string_view text) {
   size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t w = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+  while (done < text.size()) {
+    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
     if (w > 0) {
       done += static_cast<size_t>(w);
     } else if (w < 0 && errno == EINTR) {
       continue;
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
     } else {
       return;
     }
   }
 }
-
-}  // namespace
 
 void init(bool to_syslog, bool debug) {
   std::lock_guard<std::mutex> lock(g_mutex);

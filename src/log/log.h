@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdarg>
+#include <string_view>
 
 namespace balance::log {
 
@@ -11,6 +12,11 @@ enum class Level { Error, Warning, Notice, Info, Debug };
 // Call once at start. `to_syslog` switches errors/notices to syslog (after daemonizing).
 void init(bool to_syslog, bool debug);
 bool debug_enabled();
+
+// Writes all of `text` to `fd`: retries after EINTR and short writes, waits (poll) while a
+// non-blocking descriptor is full, gives up on any other error (a broken stdout or stderr must not
+// stop the proxy, and there is nowhere to report it). Callers serialize their own writers.
+void write_fully(int fd, std::string_view text);
 
 // printf-style message at `level`. Debug messages go to stderr only with -d.
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
