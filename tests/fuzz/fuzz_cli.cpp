@@ -21,15 +21,6 @@ constexpr size_t kMaxArgs = 64;
 // (80 of anything else), each as at most 4 characters (\xNN), and a message quotes two at most.
 constexpr size_t kMaxMessageLine = 2048;
 
-// A broken invariant: says which, then aborts (libFuzzer keeps the input as a crash).
-#define check(ok)                                                                        \
-  do {                                                                                   \
-    if (!(ok)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #ok);   \
-      std::abort();                                                                      \
-    }                                                                                    \
-  } while (0)
-
 // The first line of `err` is short and printable; any further lines are the usage text.
 void check_message(const std::string& err) {
   const size_t nl = err.find('\n');

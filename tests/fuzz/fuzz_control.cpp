@@ -20,15 +20,6 @@ namespace {
 
 using balance::core::Table;
 
-// A broken invariant: says which, then aborts (libFuzzer keeps the input as a crash).
-#define check(ok)                                                                        \
-  do {                                                                                   \
-    if (!(ok)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #ok);   \
-      std::abort();                                                                      \
-    }                                                                                    \
-  } while (0)
-
 // A show of a full table: a header and 32 x 64 rows of well under 200 bytes each.
 constexpr size_t kMaxReply = 200 * (1 + balance::core::kMaxGroups * balance::core::kMaxChannels);
 

@@ -37,15 +37,6 @@ namespace {
 
 using balance::core::Table;
 
-// A broken invariant: says which, then aborts (libFuzzer keeps the input as a crash).
-#define check(ok)                                                                        \
-  do {                                                                                   \
-    if (!(ok)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #ok);   \
-      std::abort();                                                                      \
-    }                                                                                    \
-  } while (0)
-
 struct Master {
   balance::ctl::InstanceId id;
   std::unique_ptr<balance::ctl::Segment> segment;

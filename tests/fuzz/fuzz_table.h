@@ -1,35 +1,30 @@
-// Shared pieces of the fuzz targets: a channel table with a few groups of each type, and a
-// reader that takes bytes off the front of a fuzz input.
+// Shared pieces of the fuzz targets: an invariant check, a channel table with a few groups of
+// each type, and a reader that takes bytes off the front of a fuzz input.
 #pragma once
-
-#include <arpa/inet.h>
-#include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 
 #include "core/endpoint.h"
 #include "core/table.h"
 
+// A broken invariant: says which, then aborts (libFuzzer keeps the input as a crash).
+#define check(ok)                                                                        \
+  do {                                                                                   \
+    if (!(ok)) {                                                                         \
+      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #ok);   \
+      std::abort();                                                                      \
+    }                                                                                    \
+  } while (0)
+
 namespace balance::fuzz {
 
 inline core::Endpoint endpoint(const char* address, uint16_t port) {
-  core::Endpoint e;
-  sockaddr_storage ss{};
-  if (std::strchr(address, ':') != nullptr) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    inet_pton(AF_INET6, address, &s6->sin6_addr);
-    return core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), sizeof *s6).value_or(e);
-  }
-  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-  s4->sin_family = AF_INET;
-  s4->sin_port = htons(port);
-  inet_pton(AF_INET, address, &s4->sin_addr);
-  return core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), sizeof *s4).value_or(e);
+  return core::Endpoint::from_numeric(address, port).value_or(core::Endpoint{});
 }
 
 // Group 0: round robin, three channels (one IPv6, one with maxc 2); group 1: hash, three
