@@ -114,7 +114,10 @@ def test_backend_never_reading_keeps_memory_bounded(start_balance, backends):
             return [s.sent for s in senders] == before
         h.wait_for(stalled, 30, "the senders to be held back")
         held_bytes = sum(s.sent for s in senders)
-        assert held_bytes < 64 * MiB, "no back-pressure: the senders were not held back"
+        # Each sender is stopped short of its 64 MiB. (What is in flight is the kernel's socket
+        # buffers, several MiB per connection; balance's own memory is the RSS check below.)
+        assert all(s.sent < 64 * MiB for s in senders), \
+            f"no back-pressure: a sender was not held back ({[s.sent for s in senders]})"
         held_back_growth = rss_kib(bal.pid) - rss_before
         sink.release()
         for s in senders:
