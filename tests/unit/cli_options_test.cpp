@@ -35,21 +35,9 @@ Config ok(const std::vector<std::string>& args) {
   return o.config.value_or(Config{});
 }
 
-core::Endpoint v4(const char* text, uint16_t port) {
-  core::Endpoint e;
-  e.family = AF_INET;
-  e.port = port;
-  inet_pton(AF_INET, text, e.addr.data());
-  return e;
-}
+core::Endpoint v4(const char* text, uint16_t port) { return core::Endpoint::from_numeric(text, port).value(); }
 
-core::Endpoint v6(const char* text, uint16_t port) {
-  core::Endpoint e;
-  e.family = AF_INET6;
-  e.port = port;
-  inet_pton(AF_INET6, text, e.addr.data());
-  return e;
-}
+core::Endpoint v6(const char* text, uint16_t port) { return core::Endpoint::from_numeric(text, port).value(); }
 
 // A usage error: exit 64, `first_line` then the usage text on stderr, nothing on stdout.
 void expect_usage(const std::vector<std::string>& args, const std::string& first_line) {

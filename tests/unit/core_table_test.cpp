@@ -19,20 +19,11 @@ std::unique_ptr<core::Table> make_table() {
   return table;
 }
 
-core::Endpoint v4(const char* text, uint16_t port) {
-  core::Endpoint e;
-  e.family = AF_INET;
-  e.port = port;
-  inet_pton(AF_INET, text, e.addr.data());
-  return e;
-}
+core::Endpoint v4(const char* text, uint16_t port) { return core::Endpoint::from_numeric(text, port).value(); }
 
 core::Endpoint v6(const char* text, uint16_t port, uint32_t scope = 0) {
-  core::Endpoint e;
-  e.family = AF_INET6;
-  e.port = port;
+  core::Endpoint e = core::Endpoint::from_numeric(text, port).value();
   e.scope_id = scope;
-  inet_pton(AF_INET6, text, e.addr.data());
   return e;
 }
 

@@ -56,6 +56,17 @@ std::string read_to_eof(int fd) {
   return out;
 }
 
+// The reader is at the urgent mark: the urgent byte comes out of band, then `rest` and the end.
+void expect_urgent_then(int reader, char byte, const std::string& rest) {
+  int at_mark = 0;
+  ASSERT_EQ(::ioctl(reader, SIOCATMARK, &at_mark), 0);
+  EXPECT_EQ(at_mark, 1);
+  char urgent = 0;
+  ASSERT_EQ(::recv(reader, &urgent, 1, MSG_OOB), 1);
+  EXPECT_EQ(urgent, byte);
+  EXPECT_EQ(read_to_eof(reader), rest);
+}
+
 struct Rig {
   // client -> [src | relay | dst] -> server
   std::pair<Fd, Fd> in = tcp_pair();   // in.first: the writing peer; in.second: relay's src
@@ -162,13 +173,7 @@ TEST(Relay, UrgentDataStaysUrgentAndInPlace) {
     if (n > 0) before.append(buf, static_cast<size_t>(n));
   }
   EXPECT_EQ(before, "ab");
-  int at_mark = 0;
-  ASSERT_EQ(::ioctl(rig.reader(), SIOCATMARK, &at_mark), 0);
-  EXPECT_EQ(at_mark, 1);
-  char urgent = 0;
-  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
-  EXPECT_EQ(urgent, '!');
-  EXPECT_EQ(read_to_eof(rig.reader()), "cd");
+  expect_urgent_then(rig.reader(), '!', "cd");
 }
 
 // A lone urgent byte is announced by EPOLLPRI alone (the socket is not "readable"): it is
@@ -277,13 +282,7 @@ TEST(Relay, UrgentDataWhileSplicing) {
   }
   ASSERT_TRUE(rig.dir.done());
   ASSERT_TRUE(wait_readable(rig.reader()));
-  int at_mark = 0;
-  ASSERT_EQ(::ioctl(rig.reader(), SIOCATMARK, &at_mark), 0);
-  EXPECT_EQ(at_mark, 1);
-  char urgent = 0;
-  ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
-  EXPECT_EQ(urgent, '!');
-  EXPECT_EQ(read_to_eof(rig.reader()), "tail");
+  expect_urgent_then(rig.reader(), '!', "tail");
 }
 
 // A reset from the source fails the direction with the error, for the session to abort.
