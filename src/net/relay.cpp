@@ -193,7 +193,8 @@ PumpStatus Direction::read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* 
   const size_t len = static_cast<size_t>(n);
   count(len, counter);
   in_pipe_ = len;
-  if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  // A short splice does not mean the socket is drained: the pipe has one buffer per piece of
+  // socket data, so small pieces fill it early. Only EAGAIN says so (the next round).
   return PumpStatus::Done;
 }
 
