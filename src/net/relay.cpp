@@ -15,6 +15,8 @@ void Side::note(uint32_t events) {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
   if (events & EPOLLPRI) urgent = true;
+  if (events & EPOLLRDHUP) fin = true;
+  if (events & EPOLLERR) error = true;
 }
 
 PumpStatus Direction::fail(int err, bool at_source) {
@@ -27,13 +29,14 @@ PumpStatus Direction::fail(int err, bool at_source) {
 PumpStatus Direction::flush() {
   while (pending_len_ > 0) {
     if (!dst_.writable) return PumpStatus::Waiting;
-    const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, pending_len_, MSG_NOSIGNAL);
+    const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, pending_len_, send_flags());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) return fail(errno, false);
       dst_.writable = false;
       return PumpStatus::Waiting;
     }
+    wrote_ = true;
     pending_off_ += static_cast<size_t>(n);
     pending_len_ -= static_cast<size_t>(n);
     if (pending_len_ > 0) dst_.writable = false;  // a short write: the send buffer is full
@@ -59,13 +62,14 @@ PumpStatus Direction::flush_pipe() {
   while (in_pipe_ > 0) {
     if (!dst_.writable) return PumpStatus::Waiting;
     const ssize_t n = ::splice(pipe_.read_end.get(), nullptr, dst_.fd.get(), nullptr, in_pipe_,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (eof_ ? SPLICE_F_MORE : 0u));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) return fail(errno, false);
       dst_.writable = false;
       return PumpStatus::Waiting;
     }
+    wrote_ = true;
     in_pipe_ -= static_cast<size_t>(n);
     if (in_pipe_ > 0) dst_.writable = false;  // a short move: the send buffer is full
   }
@@ -116,6 +120,10 @@ PumpStatus Direction::pump(RelayBuffers& buffers, std::atomic<uint64_t>* counter
   }
 }
 
+// MSG_MORE once the source has ended: the last bytes wait in the send queue for the FIN that
+// the shutdown() or close() right after adds to them, so they leave as one segment.
+int Direction::send_flags() const { return MSG_NOSIGNAL | (eof_ ? MSG_MORE : 0); }
+
 void Direction::count(size_t len, std::atomic<uint64_t>* counter) {
   moved_ = true;
   bytes_ += len;
@@ -141,19 +149,23 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
     return PumpStatus::Done;
   }
   count(len, counter);
-  // A short read drained the socket: skip the read that would only say EAGAIN, unless an end of
-  // stream or urgent byte may be waiting behind it (no new edge would announce it). A full read
-  // means the peer streams: splice from now on.
-  if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  // A short read drained the socket. After the peer's FIN, the end of stream is all that is
+  // left: take it now, without the read that would return 0, and send these bytes with the FIN
+  // (send_flags() holds them for the shutdown or close that follows). Otherwise skip the read
+  // that would only say EAGAIN, unless an end of stream or urgent byte may be waiting behind it
+  // (no new edge would announce it). A full read means the peer streams: splice from now on.
+  if (len < RelayBuffers::kSize && src_.only_fin_left()) eof_ = true;
+  else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
   if (len == RelayBuffers::kSize) splicing_ = true;
 
   ssize_t sent = 0;
   if (dst_.writable) {
-    sent = ::send(dst_.fd.get(), data, len, MSG_NOSIGNAL);
+    sent = ::send(dst_.fd.get(), data, len, send_flags());
     if (sent < 0) {
       if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
       sent = 0;
     }
+    wrote_ = wrote_ || sent > 0;
   }
   if (static_cast<size_t>(sent) < len) {
     dst_.writable = false;

@@ -35,6 +35,12 @@ struct Side {
   bool writable = true;
   bool hangup = false;  // EPOLLRDHUP/HUP/ERR seen: read on to the end, a short read is not "empty"
   bool urgent = false;  // EPOLLPRI seen: urgent data is on its way or waiting
+  bool fin = false;     // EPOLLRDHUP seen: the peer's FIN is in, behind whatever data is queued
+  bool error = false;   // EPOLLERR seen: a reset or error must be read, not assumed away
+
+  // After a short read, all that is left is the end of stream: the peer's FIN arrived, and no
+  // urgent byte (where reads stop short) or error (which the next read reports) is in the way.
+  bool only_fin_left() const { return fin && !urgent && !error; }
 
   // Folds epoll events into the flags.
   void note(uint32_t events);
@@ -76,6 +82,8 @@ class Direction {
   bool failed_at_source() const { return failed_at_source_; }
   uint64_t bytes() const { return bytes_; }
   bool moved_since_last_check();  // for the idle timeout
+  // Some bytes of ours or the source's went out to the destination.
+  bool wrote_any() const { return wrote_; }
   int error() const { return error_; }
   size_t buffered() const { return pending_len_ + in_pipe_; }
   bool splicing() const { return splicing_; }
@@ -87,6 +95,7 @@ class Direction {
   PumpStatus read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump);
   PumpStatus read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* counter);
   void count(size_t len, std::atomic<uint64_t>* counter);
+  int send_flags() const;
   bool fetch_urgent();
   PumpStatus fail(int err, bool at_source);
 
@@ -106,6 +115,7 @@ class Direction {
   bool eof_ = false;   // src ended
   bool shut_ = false;  // ...and dst's write side was shut down
   bool moved_ = false;
+  bool wrote_ = false;
   bool failed_at_source_ = false;
   int error_ = 0;
   uint64_t bytes_ = 0;

@@ -55,7 +55,16 @@ Session::~Session() {
   if (pick_) core::release(worker_.shared().table, pick_->group, pick_->channel);
 }
 
-void Session::start() { try_next_channel(); }
+// The client is watched from the start, so that whatever it sends while the connect is under
+// way is known the moment the connect completes.
+void Session::start() {
+  if (!loop_.add(client_.fd.get(), kStreamEvents, client_watch_)) {
+    log::write(log::Level::Warning, "cannot watch a client socket: %s", std::strerror(errno));
+    close(EndReason::Shutdown);
+    return;
+  }
+  try_next_channel();
+}
 
 void Session::try_next_channel() {
   const auto& config = worker_.shared().config;
@@ -63,7 +72,7 @@ void Session::try_next_channel() {
     pick_ = pick;
     BALANCE_DEBUG("client %s: trying group %u channel %u (%s)", peer_.to_string().c_str(), pick->group,
                   pick->channel, pick->endpoint.to_string().c_str());
-    ConnectResult r = start_connect(pick->endpoint, config.out_bind);
+    ConnectResult r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true);
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
       BALANCE_DEBUG("client %s: cannot connect out: %s; closing", peer_.to_string().c_str(), std::strerror(r.error));
       break;  // the slot is given back below; the channel is not failed
@@ -123,15 +132,18 @@ void Session::on_connected() {
   BALANCE_DEBUG("client %s: connected to %s (group %u channel %u)", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel);
   send_proxy_header();  // (the client socket has TCP_NODELAY and SO_KEEPALIVE from the listener)
-  if (!loop_.add(client_.fd.get(), kStreamEvents, client_watch_)) {
-    log::write(log::Level::Warning, "cannot watch a client socket: %s", std::strerror(errno));
-    close(EndReason::Shutdown);
-    return;
-  }
   const unsigned idle = worker_.shared().config.idle_timeout_s;
   last_active_ms_ = loop_.now_ms();
   if (idle > 0) loop_.timers().schedule(timer_, last_active_ms_ + idle * 1000u, [this] { on_idle_timer(); });
   pump();
+  // The handshake's last ACK was held back to ride on the first bytes to the server. When the
+  // client had nothing to send yet, it may in the rest of this batch of events; after that the
+  // ACK goes alone, so a server that speaks first can accept without waiting.
+  if (state_ == State::Relaying && !upstream_.wrote_any()) {
+    loop_.defer([this] {
+      if (state_ == State::Relaying && !upstream_.wrote_any()) send_pending_ack(server_.fd.get());
+    });
+  }
 }
 
 // With --proxy-protocol, the backend first learns who the client is and which address it reached.
@@ -145,7 +157,10 @@ void Session::send_proxy_header() {
 void Session::on_events(SideId id, uint32_t events) {
   if (state_ == State::Closed) return;  // closed earlier in this batch
   if (state_ == State::Connecting) {
-    if (id != SideId::Server) return;
+    if (id == SideId::Client) {
+      client_.note(events);  // relayed once connected (edge-triggered: this edge will not repeat)
+      return;
+    }
     // Plain writability means connected; only an error or hang-up needs SO_ERROR for the reason.
     if (events & (EPOLLERR | EPOLLHUP)) {
       const int err = socket_error(server_.fd.get());

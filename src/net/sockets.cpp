@@ -80,7 +80,7 @@ void set_stream_options(int fd) {
   set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 }
 
-ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from) {
+ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from, bool ack_with_data) {
   ConnectResult r;
   sockaddr_storage ss;
   const socklen_t len = to.to_sockaddr(ss);
@@ -94,6 +94,7 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
     return r;
   }
   set_stream_options(r.fd.get());
+  if (ack_with_data) set_int_option(r.fd.get(), IPPROTO_TCP, TCP_QUICKACK, 0);
   if (from) {
     // Choose the port at connect time, so binding does not use up ephemeral ports early.
     set_int_option(r.fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
@@ -124,6 +125,8 @@ int socket_error(int fd) {
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
   return err;
 }
+
+void send_pending_ack(int fd) { set_int_option(fd, IPPROTO_TCP, TCP_QUICKACK, 1); }
 
 void set_reset_on_close(int fd) {
   linger lg{1, 0};

@@ -6,7 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_segs_out (glibc's is older)
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -151,6 +151,60 @@ TEST(Relay, EndOfStreamIsForwardedAsHalfClose) {
   EXPECT_EQ(read_to_eof(rig.reader()), "");
   const char reply[] = "still open";
   EXPECT_EQ(::send(rig.reader(), reply, sizeof reply, 0), static_cast<ssize_t>(sizeof reply));
+}
+
+uint32_t segments_sent(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), 0);
+  return info.tcpi_segs_out;
+}
+
+// When the peer's last bytes and its FIN are both in, the relay forwards them as one segment
+// (the FIN rides on the data) and ends the direction without a read that returns 0.
+TEST(Relay, LastBytesAndTheEndLeaveAsOneSegment) {
+  Rig rig;
+  const std::string msg = "the last words";
+  ASSERT_EQ(::send(rig.writer(), msg.data(), msg.size(), 0), static_cast<ssize_t>(msg.size()));
+  ::shutdown(rig.writer(), SHUT_WR);
+  pollfd p{rig.src.fd.get(), POLLRDHUP, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  const uint32_t before = segments_sent(rig.dst.fd.get());
+  EXPECT_EQ(rig.pump(EPOLLIN | EPOLLRDHUP), PumpStatus::Done);
+  EXPECT_TRUE(rig.dir.done());
+  EXPECT_EQ(segments_sent(rig.dst.fd.get()) - before, 1u);
+  EXPECT_EQ(read_to_eof(rig.reader()), msg);
+  // The end was taken from the FIN alone: the source still holds it, unread.
+  char c;
+  EXPECT_EQ(::recv(rig.src.fd.get(), &c, 1, MSG_DONTWAIT), 0);
+}
+
+// Without the peer's FIN, a short read ends nothing: the direction waits for more.
+TEST(Relay, ShortReadWithoutFinEndsNothing) {
+  Rig rig;
+  ASSERT_EQ(::send(rig.writer(), "abc", 3, 0), 3);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  EXPECT_EQ(rig.pump(), PumpStatus::Waiting);
+  EXPECT_FALSE(rig.dir.done());
+  char buf[8];
+  ASSERT_TRUE(wait_readable(rig.reader()));
+  EXPECT_EQ(::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT), 3);
+}
+
+// After an error event, a short read proves nothing: the error is read, not a clean end.
+TEST(Relay, AnErrorIsReadNotTakenForTheEnd) {
+  Rig rig;
+  linger lg{1, 0};
+  ::setsockopt(rig.in.first.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ASSERT_EQ(::send(rig.writer(), "x", 1, 0), 1);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  rig.in.first.reset();  // close with RST
+  pollfd p{rig.src.fd.get(), POLLRDHUP, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  PumpStatus s = PumpStatus::Waiting;
+  for (int i = 0; i < 10 && s == PumpStatus::Waiting; ++i) s = rig.pump(EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP);
+  EXPECT_EQ(s, PumpStatus::Failed);
+  EXPECT_EQ(rig.dir.error(), ECONNRESET);
 }
 
 // Urgent data is read out of band and sent out of band, between the bytes around it.
