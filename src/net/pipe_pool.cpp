@@ -13,7 +13,9 @@ Pipe PipePool::acquire() {
   }
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return Pipe{};
-  return Pipe{Fd(fds[0]), Fd(fds[1])};
+  Pipe p{Fd(fds[0]), Fd(fds[1])};
+  ::fcntl(p.write_end.get(), F_SETPIPE_SZ, kCapacity);
+  return p;
 }
 
 void PipePool::release(Pipe pipe, bool empty) {

@@ -186,7 +186,7 @@ PumpStatus Direction::read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* 
       return PumpStatus::Done;
     }
   }
-  const ssize_t n = ::splice(src_.fd.get(), nullptr, pipe_.write_end.get(), nullptr, RelayBuffers::kSize,
+  const ssize_t n = ::splice(src_.fd.get(), nullptr, pipe_.write_end.get(), nullptr, PipePool::kCapacity,
                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   if (n < 0) {
     if (errno == EINTR) return PumpStatus::Done;

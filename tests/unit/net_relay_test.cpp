@@ -320,6 +320,15 @@ TEST(Relay, ShortSpliceOfSmallPiecesLeavesNothingBehind) {
   EXPECT_EQ(got.size(), want);
 }
 
+// Pipes come with the larger capacity (fewer splice() calls per byte); the system's default
+// limits (fs.pipe-max-size is 1 MiB) allow it.
+TEST(PipePool, PipesHaveTheLargerCapacity) {
+  PipePool pool;
+  Pipe p = pool.acquire();
+  ASSERT_TRUE(p);
+  EXPECT_EQ(::fcntl(p.write_end.get(), F_GETPIPE_SZ), PipePool::kCapacity);
+}
+
 // Small exchanges never splice (they gain nothing from a pipe).
 TEST(Relay, SmallExchangesKeepCopying) {
   Rig rig;
