@@ -9,7 +9,8 @@
 //
 // Streaming: once a read fills the whole scratch buffer, the direction switches to splice():
 // bytes go socket -> pipe -> socket inside the kernel, through a pipe taken from the worker's
-// pool only while bytes are in flight. Not with -p (the dump needs the bytes), and not when no
+// pool only while bytes are in flight (at most a pipe's capacity, references to the socket's
+// pages rather than copies). Not with -p (the dump needs the bytes), and not when no
 // pipe can be had (out of descriptors: copying goes on).
 #pragma once
 

@@ -347,7 +347,7 @@ TEST(Relay, SplicingKeepsBackPressure) {
   for (int i = 0; i < 4000 && !writer_blocked; ++i) {
     if (::send(rig.writer(), chunk.data(), chunk.size(), MSG_DONTWAIT) < 0) writer_blocked = errno == EAGAIN;
     rig.pump();
-    ASSERT_LE(rig.dir.buffered(), RelayBuffers::kSize);
+    ASSERT_LE(rig.dir.buffered(), static_cast<size_t>(PipePool::kCapacity));
   }
   EXPECT_TRUE(rig.dir.splicing());
   EXPECT_TRUE(writer_blocked);
