@@ -102,6 +102,14 @@ def session_cpu_seconds(sid):
     return ticks / CLK_TCK
 
 
+def tcp_segments_sent():
+    """The machine's TCP segments sent so far (OutSegs of /proc/net/snmp): on loopback, every
+    segment of both sides of every connection."""
+    with open("/proc/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("OutSegs")])
+
+
 def session_pss_kib(sid):
     """Proportional set size summed over the session's processes, in KiB."""
     total = 0

@@ -8,6 +8,8 @@ ROWS = [
     ("conn_rate", "new connections/s (ab -n {ab_n} -c {ab_c}, one HTTP exchange per connection)",
      "high", "k", (">=", 1.2)),
     ("cpu_us", "proxy CPU per connection (µs)", "low", "{:.0f}", ("<=", 0.8)),
+    ("conn_segs", "TCP segments per connection, both sides (OutSegs; no goal)", "low", "{:.1f}",
+     ("info", None)),
     ("ka_rps", "keep-alive requests/s (wrk -t1 -c{wrk_c} -d{wrk_d}s)", "high", "k", (">=", 1.1)),
     ("ka_p99_ms", "p99 latency, keep-alive (ms)", "low", "{:.2f}", ("<=", 1.0)),
     ("bulk1_gbps", "one bulk stream, Gbit/s (iperf3 -t {iperf_t})", "high", "{:.1f}", (">=", 1.1)),
@@ -17,7 +19,7 @@ ROWS = [
     ("hold_p99_ms", "{hold_n} connections held: no error, flat latency (p99 ms while held)",
      "low", "{:.2f}", ("pass", None)),
 ]
-WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "ka_rps": "keepalive",
+WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "conn_segs": "conn", "ka_rps": "keepalive",
                "ka_p99_ms": "keepalive", "bulk1_gbps": "bulk1", "bulk4_gbps": "bulk4",
                "mem_kib": "mem", "hold_p99_ms": "hold"}
 
@@ -84,6 +86,8 @@ def _round_ratios(results, key, better, names):
 
 def _goal(goal, ratio, bal, hold_ok):
     kind, value = goal
+    if kind == "info":
+        return "-", "-"
     if kind == "pass":
         return "pass, p99 flat", ("yes" if hold_ok else "no")
     if kind == "abs<=":

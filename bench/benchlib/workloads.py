@@ -56,10 +56,12 @@ def conn(ctx, running):
     s = ctx.sizes
     url = f"http://127.0.0.1:{running.port}/index.html"
     cpu0 = procs.session_cpu_seconds(running.sid) if running.sid else None
+    segs0 = procs.tcp_segments_sent()
     with _Profiled(ctx, "conn", running):
         rc, out = ctx.client("ab", ["ab", "-r", "-s", "10", "-n", str(s["ab_n"]), "-c",
                                     str(s["ab_c"]), url], timeout=120)
     cpu1 = procs.session_cpu_seconds(running.sid) if running.sid else None
+    segs1 = procs.tcp_segments_sent()
     done = _num(r"^Complete requests:\s+(\d+)", out, int)
     failed = (_num(r"^Failed requests:\s+(\d+)", out, int) or 0) + \
         (_num(r"^Non-2xx responses:\s+(\d+)", out, int) or 0)
@@ -67,6 +69,8 @@ def conn(ctx, running):
     res = {"conn_rate": rate, "conn_failed": failed}
     if running.sid and done:
         res["cpu_us"] = (cpu1 - cpu0) * 1e6 / done
+    if done:  # the machine's count: other traffic on it during the run would show here too
+        res["conn_segs"] = (segs1 - segs0) / done
     if rc != 0 or rate is None or failed:
         res["error"] = f"ab rc={rc}, failed={failed}"
     return res
