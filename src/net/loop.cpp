@@ -3,7 +3,6 @@
 #include <sys/eventfd.h>
 #include <time.h>
 
-#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstdio>
@@ -87,47 +86,12 @@ void EventLoop::run_deferred() {
   }
 }
 
-void EventLoop::when_idle(IdleHook& hook, std::function<void()> task) {
-  hook.run_ = std::move(task);
-  hook.batch_ = batch_;
-  if (!hook.armed_) idle_.push_back(&hook);
-  hook.armed_ = true;
-}
-
-void EventLoop::cancel_idle(IdleHook& hook) {
-  if (!hook.armed_) return;
-  hook.armed_ = false;
-  std::erase(idle_, &hook);
-}
-
-void EventLoop::run_idle() {
-  // One at a time, looked up afresh: a task may cancel (or destroy the owner of) another hook.
-  // Hooks armed in the current batch (also by these tasks) wait for the next round.
-  for (;;) {
-    auto it = std::find_if(idle_.begin(), idle_.end(), [&](IdleHook* h) { return h->batch_ < batch_; });
-    if (it == idle_.end()) return;
-    IdleHook& hook = **it;
-    idle_.erase(it);
-    hook.armed_ = false;
-    auto task = std::move(hook.run_);
-    task();
-  }
-}
-
 void EventLoop::run() {
   thread_id_ = std::this_thread::get_id();
   epoll_event events[kMaxEvents];
   while (!stopping_.load(std::memory_order_acquire)) {
-    // With idle work waiting, only look: nothing ready means the loop is idle, and it runs now.
-    const int timeout = idle_.empty() ? timers_.poll_timeout_ms(now_ms_) : 0;
-    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timeout);
+    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timers_.poll_timeout_ms(now_ms_));
     if (n < 0 && errno != EINTR) die("balance: epoll_wait");
-    if (n == 0 && !idle_.empty()) {
-      ++batch_;  // an empty batch: everything armed so far is due
-      run_idle();
-      run_deferred();
-      continue;
-    }
     now_ms_ = clock_ms();
     for (int i = 0; i < n; ++i) static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
     // Posted tasks run between batches, never in the middle of one: a task may destroy a watch
@@ -136,8 +100,6 @@ void EventLoop::run() {
     run_deferred();
     timers_.advance(now_ms_);
     run_deferred();
-    run_idle();  // what was armed during an earlier batch has waited a whole batch: it runs now
-    ++batch_;
   }
   run_posted();  // nothing posted is lost: e.g. a drain request racing with stop
 }

@@ -31,22 +31,6 @@ class Watch {
   ~Watch() = default;
 };
 
-// A task for EventLoop::when_idle(), embedded in its owner (no allocation, and the owner's
-// destructor cancels it, so the loop never calls into a dead owner).
-class IdleHook {
- public:
-  IdleHook() = default;
-  IdleHook(const IdleHook&) = delete;
-  IdleHook& operator=(const IdleHook&) = delete;
-  bool armed() const { return armed_; }
-
- private:
-  friend class EventLoop;
-  bool armed_ = false;
-  uint64_t batch_ = 0;  // the batch of events during which it was armed
-  std::function<void()> run_;
-};
-
 class EventLoop {
  public:
   EventLoop();
@@ -69,12 +53,6 @@ class EventLoop {
   // events (so it may destroy watches).
   void post(std::function<void()> task);
 
-  // Runs `task` once no event is waiting, or after the next batch of events at the latest: for
-  // work that an event arriving soon may make unnecessary (a busy loop gets that chance, an
-  // idle one runs it at once). Re-arming replaces the task. cancel_idle() before `hook` dies.
-  void when_idle(IdleHook& hook, std::function<void()> task);
-  void cancel_idle(IdleHook& hook);
-
   TimerWheel& timers() { return timers_; }
   // Monotonic milliseconds, refreshed once per batch (cheap enough to call per event).
   uint64_t now_ms() const { return now_ms_; }
@@ -94,8 +72,6 @@ class EventLoop {
   };
 
   void run_deferred();
-  // Runs the idle hooks armed before the current batch.
-  void run_idle();
   void run_posted();
   void wake();
 
@@ -106,8 +82,6 @@ class EventLoop {
   TimerWheel timers_;
   Waker waker_;
   std::vector<std::function<void()>> deferred_;
-  std::vector<IdleHook*> idle_;  // armed hooks, few at a time (cancel is a linear search)
-  uint64_t batch_ = 0;
   std::mutex posted_mutex_;  // control path only: taken only when something was posted
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> has_posted_{false};

@@ -52,7 +52,6 @@ Session::Session(Worker& worker, Fd client, const core::Endpoint& peer)
 
 Session::~Session() {
   loop_.timers().cancel(timer_);
-  loop_.cancel_idle(ack_hook_);
   if (pick_) core::release(worker_.shared().table, pick_->group, pick_->channel);
 }
 
@@ -138,11 +137,10 @@ void Session::on_connected() {
   if (idle > 0) loop_.timers().schedule(timer_, last_active_ms_ + idle * 1000u, [this] { on_idle_timer(); });
   pump();
   // The handshake's last ACK was held back to ride on the first bytes to the server. When the
-  // client has nothing to send yet, its bytes may still come in this batch of events or the
-  // next; once the loop is idle or that batch is done, the ACK goes alone, so that a server
-  // that speaks first can accept without waiting.
+  // client had nothing to send yet, it may in the rest of this batch of events; after that the
+  // ACK goes alone, so a server that speaks first can accept without waiting.
   if (state_ == State::Relaying && !upstream_.wrote_any()) {
-    loop_.when_idle(ack_hook_, [this] {
+    loop_.defer([this] {
       if (state_ == State::Relaying && !upstream_.wrote_any()) send_pending_ack(server_.fd.get());
     });
   }

@@ -80,7 +80,6 @@ class Session {
   Direction upstream_{client_, server_, log::Direction::FromClient};
   Direction downstream_{server_, client_, log::Direction::FromServer};
   TimerHook timer_;  // connect timeout while Connecting, idle timeout while Relaying
-  IdleHook ack_hook_;  // sends the handshake's held-back ACK if no bytes came to carry it
   uint64_t last_active_ms_ = 0;
   uint64_t started_ms_ = 0;
   std::optional<SideId> first_end_;  // the peer that ended its stream first

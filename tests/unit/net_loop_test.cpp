@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <memory>
 #include <thread>
 
@@ -71,57 +70,6 @@ TEST(EventLoop, PostFromManyThreadsRunsEveryTaskOnTheLoop) {
   runner.join();
   EXPECT_EQ(ran, kThreads * kPerThread);
   EXPECT_TRUE(all_on_loop);
-}
-
-// An idle task runs as soon as the loop finds no event waiting.
-TEST(EventLoop, IdleTaskRunsWhenNothingIsWaiting) {
-  EventLoop loop;
-  IdleHook hook;
-  bool ran = false;
-  loop.when_idle(hook, [&] {
-    ran = true;
-    loop.stop();
-  });
-  EXPECT_TRUE(hook.armed());
-  loop.run();
-  EXPECT_TRUE(ran);
-  EXPECT_FALSE(hook.armed());
-}
-
-// A loop that always has events still runs an idle task, after the batch that follows the one
-// that armed it: the task gets that one batch of grace, no more.
-TEST(EventLoop, IdleTaskWaitsOneBatchAtMostOnABusyLoop) {
-  EventLoop loop;
-  IdleHook hook;
-  int batches = 0;
-  int batches_when_run = -1;
-  struct Busy final : Watch {
-    std::function<void()> on;
-    void on_events(uint32_t) override { on(); }
-  } busy;
-  busy.on = [&] {
-    ++batches;
-    if (batches == 1) loop.when_idle(hook, [&] { batches_when_run = batches; });
-    if (batches == 5) loop.stop();
-  };
-  Fd always(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC));  // level-triggered and never read: always ready
-  ASSERT_TRUE(loop.add(always.get(), EPOLLIN, busy));
-  loop.run();
-  loop.remove(always.get());
-  EXPECT_EQ(batches_when_run, 2);
-}
-
-// A cancelled idle task never runs (its owner may be gone).
-TEST(EventLoop, CancelledIdleTaskNeverRuns) {
-  EventLoop loop;
-  IdleHook cancelled, stopper;
-  bool ran = false;
-  loop.when_idle(cancelled, [&] { ran = true; });
-  loop.cancel_idle(cancelled);
-  EXPECT_FALSE(cancelled.armed());
-  loop.when_idle(stopper, [&] { loop.stop(); });
-  loop.run();
-  EXPECT_FALSE(ran);
 }
 
 }  // namespace
