@@ -2,11 +2,11 @@
 // memory stays bounded when the destination does not read, the end of stream is forwarded as
 // a half-close, and urgent data stays urgent and in its place.
 #include "net/relay.h"
+#include "net_test_util.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <linux/tcp.h>  // struct tcp_info with tcpi_segs_out (glibc's is older)
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -151,13 +151,6 @@ TEST(Relay, EndOfStreamIsForwardedAsHalfClose) {
   EXPECT_EQ(read_to_eof(rig.reader()), "");
   const char reply[] = "still open";
   EXPECT_EQ(::send(rig.reader(), reply, sizeof reply, 0), static_cast<ssize_t>(sizeof reply));
-}
-
-uint32_t segments_sent(int fd) {
-  tcp_info info{};
-  socklen_t len = sizeof info;
-  EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), 0);
-  return info.tcpi_segs_out;
 }
 
 // When the peer's last bytes and its FIN are both in, the relay forwards them as one segment

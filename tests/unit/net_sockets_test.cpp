@@ -1,8 +1,8 @@
 // Outgoing connections on real loopback sockets: the handshake's last ACK held back to leave
 // with the first bytes, and sent alone on request (a server that speaks first must not wait).
 #include "net/sockets.h"
+#include "net_test_util.h"
 
-#include <linux/tcp.h>  // struct tcp_info with tcpi_segs_out (glibc's is older)
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -35,13 +35,6 @@ struct Listener {
 bool wait_for(int fd, short events) {
   pollfd p{fd, events, 0};
   return ::poll(&p, 1, 2000) == 1;
-}
-
-uint32_t segments_sent(int fd) {
-  tcp_info info{};
-  socklen_t len = sizeof info;
-  EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), 0);
-  return info.tcpi_segs_out;
 }
 
 // The first bytes carry the handshake's last ACK: SYN and data, two segments, not three.
