@@ -25,11 +25,13 @@ PumpStatus Direction::fail(int err, bool at_source) {
   return PumpStatus::Failed;
 }
 
-// Sends what is buffered, then a waiting urgent byte. Waiting while the destination is full.
-PumpStatus Direction::flush() {
-  while (pending_len_ > 0) {
+// Writes until `left` is 0 or the destination is full: `write(left)` is one send() or splice()
+// that returns what it moved, or -1 with errno.
+template <typename Write>
+PumpStatus Direction::write_out(size_t& left, Write write) {
+  while (left > 0) {
     if (!dst_.writable) return PumpStatus::Waiting;
-    const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, pending_len_, send_flags());
+    const ssize_t n = write(left);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) return fail(errno, false);
@@ -37,42 +39,38 @@ PumpStatus Direction::flush() {
       return PumpStatus::Waiting;
     }
     wrote_ = true;
-    pending_off_ += static_cast<size_t>(n);
-    pending_len_ -= static_cast<size_t>(n);
-    if (pending_len_ > 0) dst_.writable = false;  // a short write: the send buffer is full
-  }
-  pending_.reset();  // nothing in flight: give the memory back
-  pending_off_ = 0;
-  if (const PumpStatus piped = flush_pipe(); piped != PumpStatus::Done) return piped;
-  if (have_urgent_) {
-    if (!dst_.writable) return PumpStatus::Waiting;
-    const ssize_t n = ::send(dst_.fd.get(), &urgent_byte_, 1, MSG_OOB | MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) return fail(errno, false);
-      dst_.writable = false;
-      return PumpStatus::Waiting;
-    }
-    have_urgent_ = false;
+    left -= static_cast<size_t>(n);
+    if (left > 0) dst_.writable = false;  // a short write: the send buffer is full
   }
   return PumpStatus::Done;
 }
 
+// Sends what is buffered, then a waiting urgent byte. Waiting while the destination is full.
+PumpStatus Direction::flush() {
+  const PumpStatus sent = write_out(pending_len_, [this](size_t left) {
+    const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, left, send_flags());
+    if (n > 0) pending_off_ += static_cast<size_t>(n);
+    return n;
+  });
+  if (sent != PumpStatus::Done) return sent;
+  pending_.reset();  // nothing in flight: give the memory back
+  pending_off_ = 0;
+  if (const PumpStatus piped = flush_pipe(); piped != PumpStatus::Done) return piped;
+  size_t urgent = have_urgent_ ? 1 : 0;
+  const PumpStatus oob = write_out(urgent, [this](size_t) {
+    return ::send(dst_.fd.get(), &urgent_byte_, 1, MSG_OOB | MSG_NOSIGNAL);
+  });
+  have_urgent_ = urgent > 0;
+  return oob;
+}
+
 // Moves the pipe's bytes on to the destination; gives the pipe back once it is empty.
 PumpStatus Direction::flush_pipe() {
-  while (in_pipe_ > 0) {
-    if (!dst_.writable) return PumpStatus::Waiting;
-    const ssize_t n = ::splice(pipe_.read_end.get(), nullptr, dst_.fd.get(), nullptr, in_pipe_,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (eof_ ? SPLICE_F_MORE : 0u));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return fail(errno, false);
-      dst_.writable = false;
-      return PumpStatus::Waiting;
-    }
-    wrote_ = true;
-    in_pipe_ -= static_cast<size_t>(n);
-    if (in_pipe_ > 0) dst_.writable = false;  // a short move: the send buffer is full
-  }
+  const PumpStatus moved = write_out(in_pipe_, [this](size_t left) {
+    return ::splice(pipe_.read_end.get(), nullptr, dst_.fd.get(), nullptr, left,
+                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (eof_ ? SPLICE_F_MORE : 0u));
+  });
+  if (moved != PumpStatus::Done) return moved;
   if (pipe_) pool_->release(std::move(pipe_), true);
   return PumpStatus::Done;
 }

@@ -91,6 +91,8 @@ class Direction {
 
  private:
   PumpStatus flush();
+  template <typename Write>
+  PumpStatus write_out(size_t& left, Write write);
   PumpStatus flush_pipe();
   // One read from the source (copying or splicing); Waiting/Failed to stop, Done to go on.
   PumpStatus read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump);

@@ -22,16 +22,10 @@ namespace {
 
 // A connected pair of loopback TCP sockets, both non-blocking.
 std::pair<Fd, Fd> tcp_pair() {
-  Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-  EXPECT_EQ(::listen(listener.get(), 1), 0);
-  EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  sockaddr_in addr;
+  Fd listener = listen_on_loopback(addr);
   Fd a(::socket(AF_INET, SOCK_STREAM, 0));
-  EXPECT_EQ(::connect(a.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::connect(a.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   Fd b(::accept(listener.get(), nullptr, nullptr));
   for (int fd : {a.get(), b.get()}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   return {std::move(a), std::move(b)};

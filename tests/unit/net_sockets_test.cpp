@@ -16,19 +16,10 @@ namespace balance::net {
 namespace {
 
 struct Listener {
-  Fd fd{::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)};
-  core::Endpoint at;
+  sockaddr_in addr;
+  Fd fd = listen_on_loopback(addr, SOCK_NONBLOCK);
+  core::Endpoint at = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&addr), sizeof addr);
 
-  Listener() {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-    EXPECT_EQ(::listen(fd.get(), 8), 0);
-    EXPECT_EQ(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    at = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&addr), len);
-  }
   Fd accept_now() const { return Fd(::accept4(fd.get(), nullptr, nullptr, SOCK_NONBLOCK)); }
 };
 
