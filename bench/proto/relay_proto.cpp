@@ -8,7 +8,7 @@
 // No splice, no timeouts, no control plane, round robin over the backends, 16 KiB per direction:
 // meant for the connection-rate and keep-alive workloads only.
 //
-// usage: relay_proto [--uring [--multishot]] [-f] [--threads N] [-b ADDR] PORT HOST:PORT...
+// usage: relay_proto [--uring | --multishot | --hybrid | --sync-send] [-f] [--threads N] [-b ADDR] PORT HOST:PORT...
 //        (balance's argument form, so bench/run can start it as "balance-b")
 
 #include <arpa/inet.h>
@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,6 +39,9 @@ namespace {
 struct Options {
     bool uring = false;
     bool multishot = false;  // io_uring: one multishot recv per socket into a provided-buffer ring
+    bool hybrid = false;     // io_uring --multishot for the bytes; accept, shutdown, close as syscalls
+    bool sync_send = false;  // --hybrid, and what arrives is sent at once by send() (the ring only
+                             // when the socket is full)
     int threads = 2;
     std::string bind = "0.0.0.0";
     uint16_t port = 0;
@@ -67,13 +71,15 @@ Options parse(int argc, char** argv) {
         std::string_view a = argv[i];
         if (a == "--uring") o.uring = true;
         else if (a == "--multishot") o.uring = o.multishot = true;
+        else if (a == "--hybrid") o.uring = o.multishot = o.hybrid = true;
+        else if (a == "--sync-send") o.uring = o.multishot = o.hybrid = o.sync_send = true;
         else if (a == "-f") continue;
         else if (a == "--threads" && i + 1 < argc) o.threads = std::atoi(argv[++i]);
         else if (a == "-b" && i + 1 < argc) o.bind = argv[++i];
         else pos.push_back(a);
     }
     if (pos.size() < 2 || o.threads < 1 || o.threads > 64) {
-        std::fprintf(stderr, "usage: relay_proto [--uring [--multishot]] [--threads N] [-b ADDR] PORT HOST:PORT...\n");
+        std::fprintf(stderr, "usage: relay_proto [--uring | --multishot | --hybrid | --sync-send] [--threads N] [-b ADDR] PORT HOST:PORT...\n");
         std::exit(2);
     }
     o.port = static_cast<uint16_t>(std::stoi(std::string(pos[0])));
@@ -362,7 +368,8 @@ private:
 
     void arm_accept() {
         io_uring_sqe* s = sqe();
-        io_uring_prep_multishot_accept(s, lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (o_.hybrid) io_uring_prep_poll_multishot(s, lfd_, POLLIN);  // then accept4() them all
+        else io_uring_prep_multishot_accept(s, lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         io_uring_sqe_set_data64(s, kAccept);
     }
     void arm_recv(Conn* c, int d) {
@@ -393,7 +400,11 @@ private:
     void complete(uint64_t data, int res, unsigned flags) {
         if (data == kAccept) {
             if (!(flags & IORING_CQE_F_MORE)) arm_accept();
-            if (res >= 0) start(res);
+            if (!o_.hybrid) {
+                if (res >= 0) start(res);
+                return;
+            }
+            for (int cfd; (cfd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) start(cfd);
             return;
         }
         if (data == kClose) return;
@@ -452,7 +463,19 @@ private:
         Dir& dir = c->dir[d];
         if (op == kRecv0 || op == kRecv1) {
             if (res > 0) {
-                dir.queue.push_back({uint16_t(flags >> IORING_CQE_BUFFER_SHIFT), 0, uint32_t(res)});
+                auto bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
+                uint32_t off = 0;
+                if (o_.sync_send && dir.queue.empty() && (d == 1 || c->connected)) {
+                    ssize_t n = send(c->fd[1 - d], buf(bid), size_t(res), MSG_NOSIGNAL | MSG_DONTWAIT);
+                    if (n < 0 && errno != EAGAIN) return kill(c);
+                    off = n > 0 ? uint32_t(n) : 0;
+                }
+                if (off == uint32_t(res)) {
+                    give_back(bid);
+                    if (!(flags & IORING_CQE_F_MORE)) arm_recv(c, d);
+                    return;
+                }
+                dir.queue.push_back({bid, off, uint32_t(res) - off});
                 if (!dir.sending && (d == 1 || c->connected)) arm_send(c, d);
                 if (!(flags & IORING_CQE_F_MORE)) arm_recv(c, d);
             } else if (res == 0) {
@@ -498,6 +521,10 @@ private:
         if (d == 0 && !c->connected) return;  // the connect completion comes back here
         c->dir[d].done = true;
         if (c->dir[1 - d].done) return kill(c);
+        if (o_.hybrid) {
+            shutdown(c->fd[1 - d], SHUT_WR);
+            return;
+        }
         io_uring_sqe* s = sqe();
         io_uring_prep_shutdown(s, c->fd[1 - d], SHUT_WR);
         tag(s, c, kShutdown);
@@ -518,6 +545,10 @@ private:
         for (Dir& dir : c->dir)
             for (const Dir::Piece& p : dir.queue) give_back(p.bid);
         for (int fd : c->fd) {
+            if (o_.hybrid) {
+                close(fd);
+                continue;
+            }
             io_uring_sqe* s = sqe();
             io_uring_prep_close(s, fd);
             io_uring_sqe_set_data64(s, kClose);
