@@ -153,6 +153,8 @@ struct Dir {
   bool eof = false;      // the read side has ended
   bool done = false;     // ended and everything forwarded (the write side was shut down)
   bool stalled = false;  // epoll only: bytes wait for the write side to become writable
+  bool hup = false;      // epoll only: the source's FIN or error was reported (edge-triggered:
+                         // not again), so a short read does not mean drained
   char buf[16384];
   // io_uring --multishot only: received pieces (provided buffers) not yet sent, oldest first
   struct Piece {
@@ -236,14 +238,15 @@ class EpollWorker {
       if (w.stalled) {
         w.stalled = false;
         if (!flush(c, 1 - side, graveyard)) return;
-        if (!w.len && !w.eof && !pump(c, 1 - side, 0, graveyard)) return;
+        if (!w.len && !w.eof && !pump(c, 1 - side, graveyard)) return;
       }
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pump(c, side, events, graveyard);
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->dir[side].hup = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pump(c, side, graveyard);
   }
 
   // Reads fd[d] and forwards; a short read means drained, unless the FIN is in as well.
-  bool pump(Conn* c, int d, uint32_t events, std::vector<Conn*>& graveyard) {
+  bool pump(Conn* c, int d, std::vector<Conn*>& graveyard) {
     Dir& dir = c->dir[d];
     while (!dir.eof && dir.len == 0) {
       ssize_t n = recv(c->fd[d], dir.buf, sizeof dir.buf, 0);
@@ -251,7 +254,7 @@ class EpollWorker {
         dir.off = 0;
         dir.len = uint32_t(n);
         if (!flush(c, d, graveyard)) return false;
-        if (size_t(n) < sizeof dir.buf && !(events & EPOLLRDHUP)) break;
+        if (size_t(n) < sizeof dir.buf && !dir.hup) break;
       } else if (n == 0) {
         dir.eof = true;
       } else if (errno == EAGAIN) {

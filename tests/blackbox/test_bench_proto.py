@@ -1,0 +1,69 @@
+"""bench/proto/relay_proto, the io_uring experiment of docs/PERFORMANCE.md: every I/O mode relays
+bytes both ways intact, with half-close, and stops cleanly on SIGTERM with no listener left
+behind (a lingering io_uring listener resets the connections of a successor on the same port).
+
+Skipped when relay_proto was not built (no liburing) or, per io_uring mode, when the kernel
+refuses io_uring (kernel.io_uring_disabled, a seccomp filter).
+"""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+
+import harness
+
+PROTO_BIN = os.environ.get("RELAY_PROTO_BIN") or os.path.join(harness.REPO_ROOT, "build", "relay_proto")
+MODES = ["", "--uring", "--multishot", "--hybrid", "--sync-send"]
+
+
+def _listening(port):
+    return any(s.state == "LISTEN" and s.local[1] == port for s in harness.tcp_table())
+
+
+@pytest.fixture
+def proto():
+    if not os.access(PROTO_BIN, os.X_OK):
+        if os.environ.get("RELAY_PROTO_BIN"):
+            pytest.fail(f"RELAY_PROTO_BIN={PROTO_BIN} is not an executable", pytrace=False)
+        pytest.skip(f"relay_proto not built at {PROTO_BIN} (needs liburing-dev)")
+    return PROTO_BIN
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.lstrip("-") or "epoll" for m in MODES])
+def test_every_mode_relays_both_ways_and_stops_cleanly(proto, backends, mode):
+    echo1 = backends(harness.EchoServer())
+    echo2 = backends(harness.EchoServer())
+    port = harness.free_port()
+    argv = [proto] + ([mode] if mode else []) + [
+        "-f", "--threads", "2", "-b", "127.0.0.1", str(port), echo1.address, echo2.address]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        harness.wait_for(lambda: proc.poll() is not None or _listening(port), 10, "relay_proto to listen")
+        if proc.poll() is not None:
+            err = proc.stderr.read()
+            if "io_uring" in err and mode:
+                pytest.skip(f"io_uring refused here: {err.strip()}")
+            pytest.fail(f"relay_proto exited with {proc.returncode}: {err.strip()}")
+
+        payloads = [os.urandom(1 + i * 7919) for i in range(20)]  # 1 byte up to about 150 KB
+        for data in payloads:
+            with harness.connect(port) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                got = harness.recv_until_eof(s)
+            assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), \
+                f"{len(data)} bytes sent, {len(got)} came back"
+        # Round robin: both backends took connections.
+        assert echo1.connection_count() >= 1 and echo2.connection_count() >= 1
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=harness.scaled(10))
+        proc.stderr.close()
+    assert rc == 0
+    assert not _listening(port), "a listener outlived the process"
+
