@@ -18,7 +18,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,10 +30,13 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "provided_buffers.h"
 
 namespace {
 
@@ -326,7 +328,7 @@ class UringWorker {
       errno = -r;
       die("io_uring_queue_init_params");
     }
-    if (o_.multishot) setup_buffers();
+    if (o_.multishot) bufs_.emplace(ring_, kBufs, kBufSize);
     arm_accept();
     for (;;) {
       int r = io_uring_submit_and_wait(&ring_, 1);
@@ -346,30 +348,6 @@ class UringWorker {
 
  private:
   static constexpr unsigned kBufs = 1024, kBufSize = 16384;
-
-  void setup_buffers() {
-    void* mem = mmap(nullptr, kBufs * sizeof(io_uring_buf), PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED) die("mmap");
-    br_ = static_cast<io_uring_buf_ring*>(mem);
-    io_uring_buf_ring_init(br_);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<uintptr_t>(mem);
-    reg.ring_entries = kBufs;
-    reg.bgid = 0;
-    if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0) {
-      errno = -r;
-      die("io_uring_register_buf_ring");
-    }
-    bufs_ = std::make_unique<char[]>(size_t{kBufs} * kBufSize);
-    for (unsigned i = 0; i < kBufs; ++i)
-      io_uring_buf_ring_add(br_, buf(uint16_t(i)), kBufSize, uint16_t(i), io_uring_buf_ring_mask(kBufs), int(i));
-    io_uring_buf_ring_advance(br_, int(kBufs));
-  }
-  char* buf(uint16_t bid) { return bufs_.get() + size_t{bid} * kBufSize; }
-  void give_back(uint16_t bid) {
-    io_uring_buf_ring_add(br_, buf(bid), kBufSize, bid, io_uring_buf_ring_mask(kBufs), 0);
-    io_uring_buf_ring_advance(br_, 1);
-  }
 
   enum Op : uintptr_t { kRecv0, kRecv1, kSend0, kSend1, kConnect, kShutdown, kCancel };
   static constexpr uintptr_t kAccept = 1, kClose = 2;  // no connection attached
@@ -412,7 +390,7 @@ class UringWorker {
     Dir& dir = c->dir[d];
     if (o_.multishot) {
       const Dir::Piece& p = dir.queue.front();
-      io_uring_prep_send(s, c->fd[1 - d], buf(p.bid) + p.off, p.len, MSG_NOSIGNAL);
+      io_uring_prep_send(s, c->fd[1 - d], bufs_->buf(p.bid) + p.off, p.len, MSG_NOSIGNAL);
       dir.sending = true;
     } else {
       io_uring_prep_send(s, c->fd[1 - d], dir.buf + dir.off, dir.len, MSG_NOSIGNAL);
@@ -435,7 +413,7 @@ class UringWorker {
     auto op = Op(data & 7);
     if (!(flags & IORING_CQE_F_MORE)) --c->inflight;  // a multishot recv stays armed
     if (c->dead) {
-      if (flags & IORING_CQE_F_BUFFER) give_back(uint16_t(flags >> IORING_CQE_BUFFER_SHIFT));
+      if (flags & IORING_CQE_F_BUFFER) bufs_->give_back(ProvidedBuffers::id(flags));
       if (c->inflight == 0) release(c);
       return;
     }
@@ -490,15 +468,15 @@ class UringWorker {
     Dir& dir = c->dir[d];
     if (op == kRecv0 || op == kRecv1) {
       if (res > 0) {
-        auto bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
+        auto bid = ProvidedBuffers::id(flags);
         uint32_t off = 0;
         if (o_.sync_send && dir.queue.empty() && (d == 1 || c->connected)) {
-          ssize_t n = send(c->fd[1 - d], buf(bid), size_t(res), MSG_NOSIGNAL | MSG_DONTWAIT);
+          ssize_t n = send(c->fd[1 - d], bufs_->buf(bid), size_t(res), MSG_NOSIGNAL | MSG_DONTWAIT);
           if (n < 0 && errno != EAGAIN) return kill(c);
           off = n > 0 ? uint32_t(n) : 0;
         }
         if (off == uint32_t(res)) {
-          give_back(bid);
+          bufs_->give_back(bid);
           if (!(flags & IORING_CQE_F_MORE)) arm_recv(c, d);
           return;
         }
@@ -521,7 +499,7 @@ class UringWorker {
     p.off += uint32_t(res);
     p.len -= uint32_t(res);
     if (p.len == 0) {
-      give_back(p.bid);
+      bufs_->give_back(p.bid);
       dir.queue.pop_front();
     }
     if (!dir.queue.empty())
@@ -572,7 +550,7 @@ class UringWorker {
 
   void release(Conn* c) {
     for (Dir& dir : c->dir)
-      for (const Dir::Piece& p : dir.queue) give_back(p.bid);
+      for (const Dir::Piece& p : dir.queue) bufs_->give_back(p.bid);
     for (int fd : c->fd) {
       if (o_.hybrid) {
         close(fd);
@@ -588,8 +566,7 @@ class UringWorker {
   const Options& o_;
   int lfd_ = -1;
   io_uring ring_{};
-  io_uring_buf_ring* br_ = nullptr;
-  std::unique_ptr<char[]> bufs_;
+  std::optional<ProvidedBuffers> bufs_;  // --multishot
   size_t next_ = 0;
 };
 

@@ -16,7 +16,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,13 +24,15 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+
+#include "provided_buffers.h"
 
 namespace {
 
 constexpr unsigned kBufs = 64, kBufSize = 4096;
-constexpr size_t kRingBytes = kBufs * sizeof(io_uring_buf);
 constexpr uint64_t kRecv = 1, kPoll = 2;
 
 struct Pattern {
@@ -73,27 +74,13 @@ class Receiver {
       errno = -r;
       die("io_uring_queue_init_params");
     }
-    void* mem = mmap(nullptr, kRingBytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED) die("mmap");
-    br_ = static_cast<io_uring_buf_ring*>(mem);
-    io_uring_buf_ring_init(br_);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<uintptr_t>(mem);
-    reg.ring_entries = kBufs;
-    if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0) {
-      errno = -r;
-      die("io_uring_register_buf_ring");
-    }
-    for (unsigned i = 0; i < kBufs; ++i) give_back(static_cast<uint16_t>(i));
+    bufs_.emplace(ring_, kBufs, kBufSize);
     arm_recv();
     io_uring_sqe* s = io_uring_get_sqe(&ring_);
     io_uring_prep_poll_multishot(s, fd_, POLLPRI);
     io_uring_sqe_set_data64(s, kPoll);
   }
-  ~Receiver() {
-    io_uring_queue_exit(&ring_);
-    munmap(br_, kRingBytes);
-  }
+  ~Receiver() { io_uring_queue_exit(&ring_); }
 
   // Handles completions until the end of stream (or 2 s without one); returns what it saw.
   std::string run(bool oob_inline) {
@@ -117,11 +104,11 @@ class Receiver {
           continue;
         }
         if (cqe->res > 0) {
-          auto bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+          const uint16_t bid = ProvidedBuffers::id(cqe->flags);
           int mark = 0;
           ioctl(fd_, SIOCATMARK, &mark);
-          log += "[" + std::string(bufs_[bid], static_cast<size_t>(cqe->res)) + "]" + (mark ? "<mark>" : "");
-          give_back(bid);
+          log += "[" + std::string(bufs_->buf(bid), static_cast<size_t>(cqe->res)) + "]" + (mark ? "<mark>" : "");
+          bufs_->give_back(bid);
         } else {
           log += cqe->res == 0 ? "[EOF]" : "[error " + std::to_string(-cqe->res) + "]";
           ended = true;
@@ -142,15 +129,9 @@ class Receiver {
     s->buf_group = 0;
     io_uring_sqe_set_data64(s, kRecv);
   }
-  void give_back(uint16_t bid) {
-    io_uring_buf_ring_add(br_, bufs_[bid], kBufSize, bid, io_uring_buf_ring_mask(kBufs), 0);
-    io_uring_buf_ring_advance(br_, 1);
-  }
-
   int fd_;
   io_uring ring_{};
-  io_uring_buf_ring* br_ = nullptr;
-  char bufs_[kBufs][kBufSize];
+  std::optional<ProvidedBuffers> bufs_;  // after ring_: unmapped once the ring is gone
 };
 
 std::string one_run(const Pattern& p, bool oob_inline) {
