@@ -21,6 +21,8 @@ MODES = ["", "--uring", "--multishot", "--hybrid", "--sync-send"]
 
 
 def _listening(port):
+    # The kernel's table, not harness.listening_pids(): a listener that outlives its process
+    # (held by a ring being torn down) belongs to no process's descriptors.
     return any(s.state == "LISTEN" and s.local[1] == port for s in harness.tcp_table())
 
 
