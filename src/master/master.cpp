@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <latch>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -79,6 +80,7 @@ class Proxy {
  private:
   void drain();
   bool upgrade();
+  void fence_forks(bool raise);
   std::vector<int> listeners_for(unsigned i, unsigned threads) const;
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
@@ -157,7 +159,9 @@ bool Proxy::upgrade() {
   Failure failure;
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
+  fence_forks(true);
   const auto pid = start_successor(listen_fds, segment_->fd(), failure);
+  fence_forks(false);  // the child has exec'd (or is gone): it holds no session's socket any more
   if (!pid) {
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
@@ -168,6 +172,15 @@ bool Proxy::upgrade() {
   sd_notifyf(0, "MAINPID=%d", *pid);
   handed_over_ = true;
   return true;
+}
+
+// Raises (returning once every worker has it up) or lowers the fork fence of every worker's loop
+// (EventLoop::close): while a fork's child has not exec'd yet, closing a socket must take it out
+// of epoll explicitly. The workers run until this thread stops them, so each answers.
+void Proxy::fence_forks(bool raise) {
+  std::latch up(static_cast<std::ptrdiff_t>(workers_.size()));
+  for (auto& w : workers_) w->fence_forks(raise, [&up] { up.count_down(); });
+  up.wait();
 }
 
 // Stops accepting (new clients are refused once every worker let go of the listener) and lets

@@ -55,6 +55,11 @@ void EventLoop::remove(int fd) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
+void EventLoop::close(Fd& fd) {
+  if (fork_fence_ > 0 && fd) remove(fd.get());
+  fd.reset();
+}
+
 void EventLoop::defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
 
 void EventLoop::post(std::function<void()> task) {

@@ -3,7 +3,8 @@
 // Threading contract: everything here runs on the loop's own thread, except stop() and
 // post(), which any thread may call. assert_in_loop_thread() checks that in debug builds.
 //
-// Lifetime: a Watch is embedded in its owner; the owner removes it (remove()) before it dies.
+// Lifetime: a Watch is embedded in its owner; the owner removes it (remove()), or closes its
+// descriptor through close(), before it dies.
 // Owners never delete themselves inside a callback: they ask defer() for a task that runs once
 // the current batch of events is done, so no event of the batch can reach a dead owner.
 #pragma once
@@ -41,6 +42,18 @@ class EventLoop {
   // fs.epoll.max_user_watches): the caller gives up that socket, the process goes on.
   [[nodiscard]] bool add(int fd, uint32_t events, Watch& watch);
   void remove(int fd);
+  // Closes a watched descriptor. The close alone takes it out of epoll, which saves a syscall,
+  // except while the fork fence is up: then it is removed first.
+  void close(Fd& fd);
+
+  // The fork fence (a count: each raise is lowered once). epoll watches open files, not
+  // descriptor numbers (epoll(7), Q6): between a fork and the child's exec, the child holds a
+  // copy of every descriptor, so a socket closed here meanwhile stays open there, and its
+  // events would go on reaching a watch whose owner is gone. Whoever forks raises the fence on
+  // every loop (on the loop's thread, e.g. through post()) and waits until each has it up, and
+  // lowers it once the child has exec'd or exited.
+  void raise_fork_fence() { ++fork_fence_; }
+  void lower_fork_fence() { --fork_fence_; }
 
   // Runs until stop(); then returns.
   void run();
@@ -86,6 +99,7 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> has_posted_{false};
   std::thread::id thread_id_;
+  unsigned fork_fence_ = 0;  // loop thread only
 };
 
 }  // namespace balance::net

@@ -115,7 +115,8 @@ void Session::on_connect_result(int error) {
 // Books the failure of the connect to pick_ and forgets its socket.
 void Session::fail_current(int error) {
   loop_.timers().cancel(timer_);
-  server_ = Side{};  // closing the socket also takes it out of epoll
+  loop_.close(server_.fd);
+  server_ = Side{};
   BALANCE_DEBUG("client %s: connect to %s (group %u channel %u) failed: %s", peer_.to_string().c_str(),
                 pick_->endpoint.to_string().c_str(), pick_->group, pick_->channel, std::strerror(error));
   if (selector_.failed(*pick_)) {
@@ -240,11 +241,10 @@ void Session::close(EndReason reason) {
   if (worker_.shared().config.log_conns) log_end(reason);
   const bool abort = reason == EndReason::ClientReset || reason == EndReason::ServerReset;
   loop_.timers().cancel(timer_);
-  // Closing a socket also takes it out of epoll (nothing else refers to it): no EPOLL_CTL_DEL.
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;
     if (abort) set_reset_on_close(side->fd.get());
-    side->fd.reset();
+    loop_.close(side->fd);  // takes it out of epoll too (EventLoop::close)
   }
   worker_.retire(*this);
 }

@@ -42,6 +42,14 @@ void Worker::begin_drain(std::function<void()> stopped_accepting, std::function<
   });
 }
 
+void Worker::fence_forks(bool raise, std::function<void()> done) {
+  loop_.post([this, raise, done = std::move(done)] {
+    if (raise) loop_.raise_fork_fence();
+    else loop_.lower_fork_fence();
+    if (done) done();
+  });
+}
+
 void Worker::notify_if_drained() {
   if (on_drained_ && sessions_.empty()) std::exchange(on_drained_, nullptr)();
 }

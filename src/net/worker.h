@@ -37,6 +37,9 @@ class Worker {
   // Any thread: stops accepting, then runs `stopped_accepting`; `drained` runs once its last
   // session has ended (at once if there is none). Both run on this worker's thread.
   void begin_drain(std::function<void()> stopped_accepting, std::function<void()> drained);
+  // Any thread: raises (or lowers) the fork fence of this worker's loop (EventLoop::close);
+  // `done` runs on the worker's thread once it is.
+  void fence_forks(bool raise, std::function<void()> done);
 
   // Loop-thread API for sessions and the acceptor.
   EventLoop& loop() { return loop_; }
