@@ -147,7 +147,8 @@ int stale_events_after_close(bool fence) {
 }
 
 // Why the fence exists: without it, the closed socket's file lives on in the child, and so does
-// its registration: its event reaches a watch whose owner believes it is gone.
+// its registration: its event reaches a watch whose owner believes it is gone. (This also shows
+// that the set-up produces the hazard, so the zero of the next test means something.)
 TEST(EventLoop, WithoutTheForkFenceAClosedSocketAForkHoldsStillReportsEvents) {
   EXPECT_EQ(stale_events_after_close(/*fence=*/false), 1);
 }
