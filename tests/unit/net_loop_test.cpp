@@ -77,7 +77,6 @@ TEST(EventLoop, PostFromManyThreadsRunsEveryTaskOnTheLoop) {
   EXPECT_TRUE(all_on_loop);
 }
 
-
 // A forked child that holds a copy of every descriptor of this process (as one about to exec
 // does) until it is released.
 class ForkedCopy {
@@ -85,15 +84,15 @@ class ForkedCopy {
   ForkedCopy() {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    Fd wait_end(fds[0]);
+    release_.reset(fds[1]);
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::close(fds[1]);
+      ::close(release_.get());  // only this process's copy: the parent's end stays open
       char c;
-      [[maybe_unused]] ssize_t n = ::read(fds[0], &c, 1);  // returns at the release (EOF)
+      [[maybe_unused]] ssize_t n = ::read(wait_end.get(), &c, 1);  // returns at the release (EOF)
       ::_exit(0);
     }
-    ::close(fds[0]);
-    release_.reset(fds[1]);
   }
   ~ForkedCopy() {
     release_.reset();
