@@ -181,3 +181,35 @@ def test_upgrade_in_place_under_traffic(start_balance, backends, rundir):
     h.wait_for(lambda: not h.pid_alive(new_pid), 15, "the new master to stop")
     print(f"upgrade: {traffic.short_ok} short connections, {traffic.long_bytes} long-stream bytes, "
           f"0 errors")
+
+
+def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends):
+    """A master started by an upgrade is upgraded in turn, while its predecessor still drains
+    long connections: across both upgrades no client sees an error and every byte is checked,
+    both old masters exit once their connections end, and the third master serves, with every
+    connection of all three counted in the shared table."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "30"])
+    traffic = Traffic(port)  # its two long streams stay on the first master until finish()
+    h.wait_for(lambda: traffic.short_ok > 50 and traffic.long_bytes > 1 << 20, 30, "traffic to flow")
+    masters = [b.pid]
+    for step in (1, 2):
+        short_before = traffic.short_ok
+        os.kill(masters[-1], signal.SIGUSR2)
+        h.wait_for(lambda: successor_pid(b) not in (None, *masters), 30, f"upgrade {step}: a new master")
+        masters.append(successor_pid(b))
+        h.wait_for(lambda: traffic.short_ok > short_before + 200, 30,
+                   f"upgrade {step}: traffic through the new master")
+    assert h.pid_alive(masters[0]), "the first master left while its long connections were live"
+    traffic.finish()
+    assert traffic.errors == [], traffic.errors[:5]
+    assert b.wait_exit(30) == 0, "the first master did not drain and exit"
+    h.wait_for(lambda: not h.pid_alive(masters[1]), 30, "the second master to drain and exit")
+    assert successor_pid(b) == masters[2]
+    h.wait_for(lambda: h.parse_show(b.ctl("show").stdout)[0]["c"] == 0, 10, "no connection left open")
+    show = h.parse_show(b.ctl("show").stdout)
+    assert show[0]["totalc"] == traffic.short_ok + 2, (show, traffic.short_ok)
+    r = b.ctl("kill")
+    assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n"
+    h.wait_for(lambda: not h.pid_alive(masters[2]), 15, "the third master to stop")
