@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 import harness as h
 
 
@@ -92,6 +94,17 @@ def test_control_kill_waits_for_the_drain(start_balance, backends):
     assert b.wait_exit(10) == 0
 
 
+@pytest.fixture
+def successors():
+    """Pids of masters started by an upgrade (not children of the test): whichever is still
+    running when the test ends, passed or failed, is killed."""
+    pids = []
+    yield pids
+    for pid in pids:
+        if h.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def successor_pid(b):
     """The master pid the control segment names (via the -i banner)."""
     r = b.run(["-i", str(b.port)])
@@ -150,7 +163,7 @@ class Traffic:
             t.join(h.scaled(30))
 
 
-def test_upgrade_in_place_under_traffic(start_balance, backends, rundir):
+def test_upgrade_in_place_under_traffic(start_balance, backends, rundir, successors):
     """SIGUSR2 starts a new master that takes over the listener and the shared table: under
     continuous short and long connections no client sees an error and every byte is checked;
     the admin state (a disabled channel) and the counters carry over; the old master drains
@@ -167,6 +180,7 @@ def test_upgrade_in_place_under_traffic(start_balance, backends, rundir):
     b.proc.send_signal(signal.SIGUSR2)
     h.wait_for(lambda: (successor_pid(b) or b.pid) != b.pid, 30, "a new master to take over")
     new_pid = successor_pid(b)
+    successors.append(new_pid)
     h.wait_for(lambda: traffic.short_ok > short_before + 200, 30, "traffic through the new master")
     traffic.finish()
     assert traffic.errors == [], traffic.errors[:5]
@@ -183,7 +197,7 @@ def test_upgrade_in_place_under_traffic(start_balance, backends, rundir):
           f"0 errors")
 
 
-def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends):
+def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successors):
     """A master started by an upgrade is upgraded in turn, while its predecessor still drains
     long connections: across both upgrades no client sees an error and every byte is checked,
     both old masters exit once their connections end, and the third master serves, with every
@@ -199,6 +213,7 @@ def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends):
         os.kill(masters[-1], signal.SIGUSR2)
         h.wait_for(lambda: successor_pid(b) not in (None, *masters), 30, f"upgrade {step}: a new master")
         masters.append(successor_pid(b))
+        successors.append(masters[-1])
         h.wait_for(lambda: traffic.short_ok > short_before + 200, 30,
                    f"upgrade {step}: traffic through the new master")
     assert h.pid_alive(masters[0]), "the first master left while its long connections were live"
