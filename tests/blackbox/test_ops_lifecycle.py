@@ -100,8 +100,13 @@ def successors():
     running when the test ends, passed or failed, is killed."""
     pids = []
     yield pids
+    binary = os.path.realpath(h.BALANCE_BIN)
     for pid in pids:
-        if h.pid_alive(pid):
+        try:
+            still_ours = os.path.realpath(f"/proc/{pid}/exe") == binary  # not a recycled pid
+        except OSError:
+            continue
+        if still_ours and h.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -112,6 +117,17 @@ def successor_pid(b):
         if line.startswith("PID of master process is "):
             return int(line.rsplit(" ", 1)[1])
     return None
+
+
+def new_master(b, known, what):
+    """Waits until the control segment names a master not in `known`; returns its pid."""
+    seen = {}
+
+    def named():
+        seen["pid"] = successor_pid(b)
+        return seen["pid"] is not None and seen["pid"] not in known
+    h.wait_for(named, 30, what)
+    return seen["pid"]
 
 
 class Traffic:
@@ -178,8 +194,7 @@ def test_upgrade_in_place_under_traffic(start_balance, backends, rundir, success
     before = h.parse_show(b.ctl("show").stdout)
     short_before = traffic.short_ok
     b.proc.send_signal(signal.SIGUSR2)
-    h.wait_for(lambda: (successor_pid(b) or b.pid) != b.pid, 30, "a new master to take over")
-    new_pid = successor_pid(b)
+    new_pid = new_master(b, [b.pid], "a new master to take over")
     successors.append(new_pid)
     h.wait_for(lambda: traffic.short_ok > short_before + 200, 30, "traffic through the new master")
     traffic.finish()
@@ -211,8 +226,7 @@ def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successor
     for step in (1, 2):
         short_before = traffic.short_ok
         os.kill(masters[-1], signal.SIGUSR2)
-        h.wait_for(lambda: successor_pid(b) not in (None, *masters), 30, f"upgrade {step}: a new master")
-        masters.append(successor_pid(b))
+        masters.append(new_master(b, masters, f"upgrade {step}: a new master"))
         successors.append(masters[-1])
         h.wait_for(lambda: traffic.short_ok > short_before + 200, 30,
                    f"upgrade {step}: traffic through the new master")

@@ -141,7 +141,6 @@ int stale_events_after_close(bool fence) {
   EXPECT_EQ(::write(live_peer.get(), "y", 1), 1);
   loop.run();
   EXPECT_EQ(live_watch.events, 1);
-  if (fence) loop.lower_fork_fence();
   return stale;
 }
 
