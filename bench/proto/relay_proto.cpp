@@ -2,14 +2,16 @@
 // several ways of doing its I/O: epoll readiness plus one syscall per operation (balance's design,
 // the default), or io_uring completions with every operation of a loop turn submitted by one
 // io_uring_enter, for everything (--uring; --multishot with multishot recv into provided buffers)
-// or only for connect and the bytes (--hybrid; --sync-send). Running two modes against each other
+// or only for connect and the bytes (--hybrid; --sync-send), or epoll readiness with reads as
+// syscalls and only the sends of a loop turn going in by one io_uring_enter (--ring-send: reads stay
+// readiness-driven, as urgent data needs). Running two modes against each other
 // with bench/run says what io_uring would change for balance's data path; running the epoll mode
 // against balance says whether the prototype is representative. See docs/PERFORMANCE.md.
 //
 // No splice, no timeouts, no control plane, round robin over the backends, 16 KiB per direction:
 // meant for the connection-rate and keep-alive workloads only.
 //
-// usage: relay_proto [--uring | --multishot | --hybrid | --sync-send] [-f] [--threads N] [-b ADDR] PORT HOST:PORT...
+// usage: relay_proto [--uring | --multishot | --hybrid | --sync-send | --ring-send] [-f] [--threads N] [-b ADDR] PORT HOST:PORT...
 //        (balance's argument form, so bench/run can start it as "balance-b")
 
 #include <arpa/inet.h>
@@ -46,6 +48,8 @@ struct Options {
   bool hybrid = false;     // io_uring --multishot for the bytes; accept, shutdown, close as syscalls
   bool sync_send = false;  // --hybrid, and what arrives is sent at once by send() (the ring only
                            // when the socket is full)
+  bool ring_send = false;  // epoll and recv() as syscalls; the sends of a loop turn through one ring
+                           // submission (MSG_DONTWAIT: each completes at once, EAGAIN included)
   int threads = 2;
   std::string bind = "0.0.0.0";
   uint16_t port = 0;
@@ -90,6 +94,8 @@ Options parse(int argc, char** argv) {
       o.uring = o.multishot = o.hybrid = true;
     else if (a == "--sync-send")
       o.uring = o.multishot = o.hybrid = o.sync_send = true;
+    else if (a == "--ring-send")
+      o.ring_send = true;
     else if (a == "-f")
       continue;
     else if (a == "--threads" && i + 1 < argc)
@@ -101,7 +107,7 @@ Options parse(int argc, char** argv) {
   }
   if (pos.size() < 2 || o.threads < 1 || o.threads > 64) {
     std::fprintf(stderr,
-                 "usage: relay_proto [--uring | --multishot | --hybrid | --sync-send] [--threads N] [-b ADDR] PORT "
+                 "usage: relay_proto [--uring | --multishot | --hybrid | --sync-send | --ring-send] [--threads N] [-b ADDR] PORT "
                  "HOST:PORT...\n");
     std::exit(2);
   }
@@ -157,6 +163,8 @@ struct Dir {
   bool stalled = false;  // epoll only: bytes wait for the write side to become writable
   bool hup = false;      // epoll only: the source's FIN or error was reported (edge-triggered:
                          // not again), so a short read does not mean drained
+  bool queued = false;   // --ring-send: buf[off, off + len) is in a send submission
+  bool drained = false;  // --ring-send: the last read was short, so no read until the next event
   char buf[16384];
   // io_uring --multishot only: received pieces (provided buffers) not yet sent, oldest first
   struct Piece {
@@ -185,6 +193,14 @@ class EpollWorker {
   void run() {
     lfd_ = make_listener(o_);
     ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (o_.ring_send) {
+      io_uring_params p{};
+      p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+      if (int r = io_uring_queue_init_params(4096, &ring_, &p); r < 0) {
+        errno = -r;
+        die("io_uring_queue_init_params");
+      }
+    }
     epoll_event ev{EPOLLIN, {.ptr = nullptr}};
     epoll_ctl(ep_, EPOLL_CTL_ADD, lfd_, &ev);
     epoll_event evs[256];
@@ -200,6 +216,7 @@ class EpollWorker {
         auto* c = reinterpret_cast<Conn*>(tag & ~uintptr_t{1});
         if (!c->dead) on_event(c, int(tag & 1), evs[i].events, graveyard);
       }
+      if (o_.ring_send) submit_sends(graveyard);
       for (Conn* c : graveyard) delete c;  // after the batch: later events may name them
       graveyard.clear();
     }
@@ -244,7 +261,10 @@ class EpollWorker {
       }
     }
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->dir[side].hup = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pump(c, side, graveyard);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      c->dir[side].drained = false;
+      pump(c, side, graveyard);
+    }
   }
 
   // Reads fd[d] and forwards; a short read means drained, unless the FIN is in as well.
@@ -255,8 +275,9 @@ class EpollWorker {
       if (n > 0) {
         dir.off = 0;
         dir.len = uint32_t(n);
+        dir.drained = size_t(n) < sizeof dir.buf && !dir.hup;
         if (!flush(c, d, graveyard)) return false;
-        if (size_t(n) < sizeof dir.buf && !dir.hup) break;
+        if (dir.drained) break;
       } else if (n == 0) {
         dir.eof = true;
       } else if (errno == EAGAIN) {
@@ -273,6 +294,10 @@ class EpollWorker {
   bool flush(Conn* c, int d, std::vector<Conn*>& graveyard) {
     Dir& dir = c->dir[d];
     if (d == 0 && !c->connected) return true;
+    if (o_.ring_send && dir.len) {
+      if (!dir.queued) queue_send(c, d);
+      return true;  // sent() goes on once the submission has completed
+    }
     while (dir.len) {
       ssize_t n = send(c->fd[1 - d], dir.buf + dir.off, dir.len, MSG_NOSIGNAL);
       if (n > 0) {
@@ -301,7 +326,63 @@ class EpollWorker {
     return true;
   }
 
-  static void kill(Conn* c, std::vector<Conn*>& graveyard) {
+  // --ring-send: the send goes into the submission queue, which submit_sends() submits once the
+  // batch of events has been handled (or kill() does, before it closes the descriptor).
+  void queue_send(Conn* c, int d) {
+    io_uring_sqe* s = io_uring_get_sqe(&ring_);
+    if (!s) {
+      io_uring_submit(&ring_);
+      s = io_uring_get_sqe(&ring_);
+    }
+    Dir& dir = c->dir[d];
+    io_uring_prep_send(s, c->fd[1 - d], dir.buf + dir.off, dir.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    io_uring_sqe_set_data64(s, reinterpret_cast<uintptr_t>(c) | uintptr_t(d));
+    dir.queued = true;
+    ++queued_;
+  }
+
+  // Submits the queued sends with one io_uring_enter and handles their completions (MSG_DONTWAIT:
+  // each completes during the submission, EAGAIN included); what they set off may queue more.
+  void submit_sends(std::vector<Conn*>& graveyard) {
+    for (int rounds = 0; queued_ > 0; ++rounds) {
+      if (rounds == 1000) die("relay_proto: ring sends did not complete");
+      io_uring_submit_and_get_events(&ring_);
+      unsigned head, seen = 0;
+      io_uring_cqe* cqe;
+      done_.clear();
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        done_.push_back({cqe->user_data, cqe->res});
+        ++seen;
+      }
+      io_uring_cq_advance(&ring_, seen);
+      queued_ -= int(seen);
+      for (auto [data, res] : done_) sent(reinterpret_cast<Conn*>(data & ~uintptr_t{1}), int(data & 1), res, graveyard);
+    }
+  }
+
+  void sent(Conn* c, int d, int res, std::vector<Conn*>& graveyard) {
+    Dir& dir = c->dir[d];
+    dir.queued = false;
+    if (c->dead) return;
+    if (res < 0 && res != -EAGAIN) return kill(c, graveyard);
+    if (res > 0) {
+      dir.off += uint32_t(res);
+      dir.len -= uint32_t(res);
+    }
+    if (dir.len) {
+      dir.stalled = true;  // the socket is full: resumed by EPOLLOUT on fd[1 - d]
+      return;
+    }
+    if (dir.eof) {
+      if (!dir.done) finish(c, d, graveyard);
+      return;
+    }
+    if (!dir.drained) pump(c, d, graveyard);
+  }
+
+  void kill(Conn* c, std::vector<Conn*>& graveyard) {
+    // A queued send names the descriptor: submit it before the number can be reused.
+    if (o_.ring_send && (c->dir[0].queued || c->dir[1].queued)) io_uring_submit(&ring_);
     close(c->fd[0]);
     close(c->fd[1]);
     c->dead = true;
@@ -311,6 +392,9 @@ class EpollWorker {
   const Options& o_;
   int lfd_ = -1, ep_ = -1;
   size_t next_ = 0;
+  io_uring ring_{};  // --ring-send
+  int queued_ = 0;   // sends submitted or to be submitted, not yet completed
+  std::vector<std::pair<uint64_t, int>> done_;
 };
 
 // ---- io_uring: completions; every operation of a loop turn goes in by one io_uring_enter -------

@@ -17,7 +17,7 @@ import pytest
 import harness
 
 PROTO_BIN = os.environ.get("RELAY_PROTO_BIN") or os.path.join(harness.REPO_ROOT, "build", "relay_proto")
-MODES = ["", "--uring", "--multishot", "--hybrid", "--sync-send"]
+MODES = ["", "--uring", "--multishot", "--hybrid", "--sync-send", "--ring-send"]
 
 
 def _listening(port):
