@@ -99,20 +99,14 @@ void EventLoop::run() {
     if (n < 0 && errno != EINTR) die("balance: epoll_wait");
     now_ms_ = clock_ms();
     for (int i = 0; i < n; ++i) static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
-    end_turn();
     // Posted tasks run between batches, never in the middle of one: a task may destroy a watch
     // (a drain destroys the acceptors) that a later event of the same batch still points to.
     run_posted();
     run_deferred();
     timers_.advance(now_ms_);
-    end_turn();
     run_deferred();
   }
   run_posted();  // nothing posted is lost: e.g. a drain request racing with stop
-}
-
-void EventLoop::end_turn() {
-  if (turn_end_) turn_end_();
 }
 
 void EventLoop::stop() {

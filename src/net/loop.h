@@ -66,10 +66,6 @@ class EventLoop {
   // events (so it may destroy watches).
   void post(std::function<void()> task);
 
-  // Runs `hook` at the end of each turn's stages (after the batch of events, after the timers),
-  // before deferred tasks run: the worker submits the turn's sends there.
-  void on_turn_end(std::function<void()> hook) { turn_end_ = std::move(hook); }
-
   TimerWheel& timers() { return timers_; }
   // Monotonic milliseconds, refreshed once per batch (cheap enough to call per event).
   uint64_t now_ms() const { return now_ms_; }
@@ -90,7 +86,6 @@ class EventLoop {
 
   void run_deferred();
   void run_posted();
-  void end_turn();
   void wake();
 
   Fd epoll_;
@@ -100,7 +95,6 @@ class EventLoop {
   TimerWheel timers_;
   Waker waker_;
   std::vector<std::function<void()>> deferred_;
-  std::function<void()> turn_end_;
   std::mutex posted_mutex_;  // control path only: taken only when something was posted
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> has_posted_{false};

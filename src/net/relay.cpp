@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <utility>
 
 namespace balance::net {
 
@@ -46,11 +45,8 @@ PumpStatus Direction::write_out(size_t& left, Write write) {
   return PumpStatus::Done;
 }
 
-// Sends what is buffered, then a waiting urgent byte. Waiting while the destination is full,
-// or while a send is queued in the ring (its outcome comes with the turn's submission).
+// Sends what is buffered, then a waiting urgent byte. Waiting while the destination is full.
 PumpStatus Direction::flush() {
-  if (in_ring_ > 0) return PumpStatus::Waiting;
-  if (ring_error_ != 0) return fail(std::exchange(ring_error_, 0), false);
   const PumpStatus sent = write_out(pending_len_, [this](size_t left) {
     const ssize_t n = ::send(dst_.fd.get(), pending_.get() + pending_off_, left, send_flags());
     if (n > 0) pending_off_ += static_cast<size_t>(n);
@@ -99,41 +95,7 @@ bool Direction::fetch_urgent() {
 }
 
 Direction::~Direction() {
-  settle();
-  if (ring_) ring_->forget(*this);
   if (pipe_) pool_->release(std::move(pipe_), in_pipe_ == 0);
-}
-
-void Direction::settle() {
-  if (in_ring_ > 0) ring_->submit();
-}
-
-// The queued send is done: what the destination did not take is kept for the next flush().
-void Direction::on_sent(int result) {
-  const size_t len = std::exchange(in_ring_, 0);
-  const unsigned char* data = std::exchange(ring_data_, nullptr);
-  if (result < 0 && result != -EAGAIN && result != -EINTR) {
-    ring_error_ = -result;
-    return;
-  }
-  const size_t sent = result > 0 ? static_cast<size_t>(result) : 0;
-  wrote_ = wrote_ || sent > 0;
-  if (sent < len) {
-    dst_.writable = false;
-    keep(data + sent, len - sent);
-  }
-}
-
-void Direction::resume() {
-  if (owner_) owner_->resume();
-}
-
-// Keeps bytes the destination did not take, in a buffer of the direction's own.
-void Direction::keep(const unsigned char* data, size_t len) {
-  pending_.reset(new unsigned char[len]);
-  std::memcpy(pending_.get(), data, len);
-  pending_off_ = 0;
-  pending_len_ = len;
 }
 
 PumpStatus Direction::pump(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump, bool last) {
@@ -166,11 +128,9 @@ void Direction::count(size_t len, std::atomic<uint64_t>* counter) {
   if (counter) counter->fetch_add(len, std::memory_order_relaxed);
 }
 
-// Reads into the scratch buffer and writes on at once (or queues the send in the ring, reading
-// into the ring's arena); keeps what the destination did not take.
+// Reads into the scratch buffer and writes on at once; keeps what the destination did not take.
 PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* counter, bool dump) {
-  SendRing* ring = buffers.sends.enabled() && dst_.writable ? &buffers.sends : nullptr;
-  unsigned char* data = ring ? ring->reserve(RelayBuffers::kSize) : buffers.data.get();
+  unsigned char* data = buffers.data.get();
   const ssize_t n = ::recv(src_.fd.get(), data, RelayBuffers::kSize, 0);
   if (n < 0) {
     if (errno == EINTR) return PumpStatus::Done;
@@ -196,13 +156,6 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
   else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
   if (len == RelayBuffers::kSize) splicing_ = true;
 
-  if (ring) {
-    ring->queue(dst_.fd.get(), data, len, send_flags(), *this);
-    ring_ = ring;
-    ring_data_ = data;
-    in_ring_ = len;
-    return PumpStatus::Done;
-  }
   ssize_t sent = 0;
   if (dst_.writable) {
     sent = ::send(dst_.fd.get(), data, len, send_flags());
@@ -214,7 +167,9 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
   }
   if (static_cast<size_t>(sent) < len) {
     dst_.writable = false;
-    keep(data + sent, len - static_cast<size_t>(sent));
+    pending_.reset(new unsigned char[len - static_cast<size_t>(sent)]);
+    std::memcpy(pending_.get(), data + sent, len - static_cast<size_t>(sent));
+    pending_len_ = len - static_cast<size_t>(sent);
   }
   return PumpStatus::Done;
 }
@@ -254,7 +209,10 @@ PumpStatus Direction::read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* 
 }
 
 void Direction::queue_first(const std::string& bytes) {
-  keep(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  pending_.reset(new unsigned char[bytes.size()]);
+  std::memcpy(pending_.get(), bytes.data(), bytes.size());
+  pending_off_ = 0;
+  pending_len_ = bytes.size();
 }
 
 bool Direction::moved_since_last_check() {

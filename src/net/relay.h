@@ -7,11 +7,6 @@
 // buffer is not empty the source is not read (back-pressure). So an idle connection holds no
 // buffer, and a slow peer costs at most one scratch-buffer's worth per direction.
 //
-// Sending: with the worker's SendRing enabled, what a read brings is queued and goes out with
-// every other send of the loop turn in one submission (send_ring.h); the direction waits for
-// that send's outcome (what the destination did not take is kept, as above) and its owner is
-// resumed. Otherwise it is sent at once with send().
-//
 // Streaming: once a read fills the whole scratch buffer, the direction switches to splice():
 // bytes go socket -> pipe -> socket inside the kernel, through a pipe taken from the worker's
 // pool only while bytes are in flight (at most a pipe's capacity, references to the socket's
@@ -28,7 +23,6 @@
 #include "log/dump.h"
 #include "net/fd.h"
 #include "net/pipe_pool.h"
-#include "net/send_ring.h"
 
 namespace balance::net {
 
@@ -53,22 +47,11 @@ struct Side {
   void note(uint32_t events);
 };
 
-// What the directions of one worker share: the scratch buffer, the pipe pool and the turn's
-// sends (used only once the worker has enabled it).
+// What the directions of one worker share: the scratch buffer and the pipe pool.
 struct RelayBuffers {
   static constexpr size_t kSize = 64 * 1024;
   std::unique_ptr<unsigned char[]> data{new unsigned char[kSize]};
   PipePool pipes;
-  SendRing sends;
-};
-
-// Whoever drives a direction: told to pump again once a send queued for it has completed.
-class DirectionOwner {
- public:
-  virtual void resume() = 0;
-
- protected:
-  ~DirectionOwner() = default;
 };
 
 enum class PumpStatus {
@@ -77,10 +60,9 @@ enum class PumpStatus {
   Failed,   // a socket error (errno in Direction::error): the connection must be aborted
 };
 
-class Direction final : private SendRing::Waiter {
+class Direction {
  public:
-  Direction(Side& src, Side& dst, log::Direction dump_as, DirectionOwner* owner = nullptr)
-      : src_(src), dst_(dst), dump_as_(dump_as), owner_(owner) {}
+  Direction(Side& src, Side& dst, log::Direction dump_as) : src_(src), dst_(dst), dump_as_(dump_as) {}
   ~Direction();
   Direction(const Direction&) = delete;
   Direction& operator=(const Direction&) = delete;
@@ -101,20 +83,13 @@ class Direction final : private SendRing::Waiter {
   bool failed_at_source() const { return failed_at_source_; }
   uint64_t bytes() const { return bytes_; }
   bool moved_since_last_check();  // for the idle timeout
-  // Some bytes of ours or the source's went out to the destination (or are queued to, this turn).
-  bool wrote_any() const { return wrote_ || in_ring_ > 0; }
+  // Some bytes of ours or the source's went out to the destination.
+  bool wrote_any() const { return wrote_; }
   int error() const { return error_; }
-  size_t buffered() const { return pending_len_ + in_pipe_ + in_ring_; }
+  size_t buffered() const { return pending_len_ + in_pipe_; }
   bool splicing() const { return splicing_; }
-  // Bytes queued in the worker's SendRing, not yet submitted.
-  bool in_ring() const { return in_ring_ > 0; }
-  // Submits the queued send now (before its destination's descriptor is closed).
-  void settle();
 
  private:
-  void on_sent(int result) override;
-  void resume() override;
-  void keep(const unsigned char* data, size_t len);
   PumpStatus flush();
   template <typename Write>
   PumpStatus write_out(size_t& left, Write write);
@@ -130,11 +105,6 @@ class Direction final : private SendRing::Waiter {
   Side& src_;
   Side& dst_;
   log::Direction dump_as_;
-  DirectionOwner* owner_;
-  SendRing* ring_ = nullptr;           // where the queued send is, once one was
-  const unsigned char* ring_data_ = nullptr;
-  size_t in_ring_ = 0;                 // bytes of the queued send
-  int ring_error_ = 0;                 // its error, reported by the next pump
   std::unique_ptr<unsigned char[]> pending_;  // allocated only while the destination lags
   size_t pending_off_ = 0;
   size_t pending_len_ = 0;

@@ -201,10 +201,6 @@ void Session::pump() {
   }
 }
 
-void Session::resume() {
-  if (state_ == State::Relaying) pump();
-}
-
 // Traffic only stamps last_active_ms_; the timer, when it fires, re-arms for the time left.
 void Session::on_idle_timer() {
   const uint64_t idle_ms = uint64_t{worker_.shared().config.idle_timeout_s} * 1000u;
@@ -245,9 +241,6 @@ void Session::close(EndReason reason) {
   if (worker_.shared().config.log_conns) log_end(reason);
   const bool abort = reason == EndReason::ClientReset || reason == EndReason::ServerReset;
   loop_.timers().cancel(timer_);
-  // Bytes queued for this turn's submission go out before their socket closes.
-  upstream_.settle();
-  downstream_.settle();
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;
     if (abort) set_reset_on_close(side->fd.get());

@@ -26,7 +26,7 @@ class Worker;
 enum class EndReason { ClientClosed, ServerClosed, ClientReset, ServerReset, IdleTimeout, NoChannel, Shutdown };
 const char* to_string(EndReason r);
 
-class Session final : private DirectionOwner {
+class Session {
  public:
   Session(Worker& worker, Fd client, const core::Endpoint& peer);
   ~Session();
@@ -62,7 +62,6 @@ class Session final : private DirectionOwner {
   void on_connected();
   void send_proxy_header();
   void pump();
-  void resume() override;  // a send queued for one direction has completed
   void on_idle_timer();
   void close(EndReason reason);
   EndReason reason_for_failure() const;
@@ -78,8 +77,8 @@ class Session final : private DirectionOwner {
   Side server_;
   SideWatch client_watch_{*this, SideId::Client};
   SideWatch server_watch_{*this, SideId::Server};
-  Direction upstream_{client_, server_, log::Direction::FromClient, this};
-  Direction downstream_{server_, client_, log::Direction::FromServer, this};
+  Direction upstream_{client_, server_, log::Direction::FromClient};
+  Direction downstream_{server_, client_, log::Direction::FromServer};
   TimerHook timer_;  // connect timeout while Connecting, idle timeout while Relaying
   uint64_t last_active_ms_ = 0;
   uint64_t started_ms_ = 0;

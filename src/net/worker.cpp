@@ -25,8 +25,6 @@ void Worker::stop_and_join() {
 }
 
 void Worker::run() {
-  // The ring belongs to this thread (it is set up here); each turn's sends go out at its end.
-  if (buffers_.sends.enable()) loop_.on_turn_end([this] { buffers_.sends.flush(); });
   for (int fd : listen_fds_) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd));
   loop_.run();
   acceptors_.clear();
