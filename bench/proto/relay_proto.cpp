@@ -155,6 +155,16 @@ int make_backend_socket(int extra_flags) {
   return fd;
 }
 
+// A free submission entry; when the queue is full, what is in it is submitted first.
+io_uring_sqe* next_sqe(io_uring& ring) {
+  io_uring_sqe* s = io_uring_get_sqe(&ring);
+  if (!s) {
+    io_uring_submit(&ring);
+    s = io_uring_get_sqe(&ring);
+  }
+  return s;
+}
+
 // One direction of a connection: bytes read from fd[d], written to fd[1 - d].
 struct Dir {
   uint32_t off = 0, len = 0;
@@ -329,11 +339,7 @@ class EpollWorker {
   // --ring-send: the send goes into the submission queue, which submit_sends() submits once the
   // batch of events has been handled (or kill() does, before it closes the descriptor).
   void queue_send(Conn* c, int d) {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    if (!s) {
-      io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
-    }
+    io_uring_sqe* s = next_sqe(ring_);
     Dir& dir = c->dir[d];
     io_uring_prep_send(s, c->fd[1 - d], dir.buf + dir.off, dir.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     io_uring_sqe_set_data64(s, reinterpret_cast<uintptr_t>(c) | uintptr_t(d));
@@ -345,7 +351,10 @@ class EpollWorker {
   // each completes during the submission, EAGAIN included); what they set off may queue more.
   void submit_sends(std::vector<Conn*>& graveyard) {
     for (int rounds = 0; queued_ > 0; ++rounds) {
-      if (rounds == 1000) die("relay_proto: ring sends did not complete");
+      if (rounds == 1000) {
+        std::fprintf(stderr, "relay_proto: ring sends did not complete\n");
+        std::exit(1);
+      }
       io_uring_submit_and_get_events(&ring_);
       unsigned head, seen = 0;
       io_uring_cqe* cqe;
@@ -436,14 +445,7 @@ class UringWorker {
   enum Op : uintptr_t { kRecv0, kRecv1, kSend0, kSend1, kConnect, kShutdown, kCancel };
   static constexpr uintptr_t kAccept = 1, kClose = 2;  // no connection attached
 
-  io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    if (!s) {
-      io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
-    }
-    return s;
-  }
+  io_uring_sqe* sqe() { return next_sqe(ring_); }
   void tag(io_uring_sqe* s, Conn* c, Op op) {
     ++c->inflight;
     io_uring_sqe_set_data64(s, reinterpret_cast<uintptr_t>(c) | op);
