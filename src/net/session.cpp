@@ -147,6 +147,20 @@ void Session::on_connected() {
   }
 }
 
+// Holding the handshake's ACK puts the server socket in delayed-ACK mode, and so does the first
+// send within 40 ms of the SYN-ACK that holding it implies (a plain connect would still ACK at
+// once there). So a server answering in two small writes with Nagle on would wait for the
+// delayed-ACK timer (about 40 ms) before its second, where through a plain connection it does
+// not. So when the server first has something to read, quick ACKs again before reading it: the
+// read then sends the ACK such a server waits for, and no ACK that the read would not have sent.
+// A server whose FIN is in waits for nothing (the FIN pushed out what Nagle held), so a reply
+// that came whole with the FIN (HTTP/1.0, say) costs no syscall for this.
+void Session::quick_acks_from_first_reply() {
+  if (quick_acks_restored_ || !server_.readable) return;
+  quick_acks_restored_ = true;
+  if (!server_.fin) send_pending_ack(server_.fd.get());
+}
+
 // With --proxy-protocol, the backend first learns who the client is and which address it reached.
 void Session::send_proxy_header() {
   const cli::ProxyProtocol version = worker_.shared().config.proxy_protocol;
@@ -179,6 +193,7 @@ void Session::on_events(SideId id, uint32_t events) {
 void Session::pump() {
   auto& channel = worker_.shared().table.groups[pick_->group].channels[pick_->channel];
   const bool dump = worker_.shared().dump;
+  quick_acks_from_first_reply();
   const PumpStatus up = upstream_.pump(worker_.buffers(), &channel.sent, dump, downstream_.done());
   const PumpStatus down = up == PumpStatus::Failed
                               ? PumpStatus::Failed

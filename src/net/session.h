@@ -61,6 +61,7 @@ class Session {
   void fail_current(int error);
   void on_connected();
   void send_proxy_header();
+  void quick_acks_from_first_reply();
   void pump();
   void on_idle_timer();
   void close(EndReason reason);
@@ -83,6 +84,7 @@ class Session {
   uint64_t last_active_ms_ = 0;
   uint64_t started_ms_ = 0;
   std::optional<SideId> first_end_;  // the peer that ended its stream first
+  bool quick_acks_restored_ = false;  // see quick_acks_from_first_reply()
 };
 
 }  // namespace balance::net

@@ -39,11 +39,13 @@ struct ConnectResult {
 // Starts a non-blocking connect to `to`, binding to `from` first when given. With
 // `ack_with_data`, the last ACK of the handshake is held back (TCP_QUICKACK off) to leave with
 // the first bytes sent; the caller must send_pending_ack() if it has nothing to send at once, or
-// a server that speaks first would wait for the delayed-ACK timer (up to 200 ms) to accept.
+// a server that speaks first would wait for the delayed-ACK timer (up to 200 ms) to accept, and
+// before the server's first bytes are read, to leave the delayed-ACK mode that holding it set.
 ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from,
                             bool ack_with_data = false);
 
-// Sends an ACK that TCP is holding back (TCP_QUICKACK on), e.g. the handshake's last one.
+// Sends an ACK that TCP is holding back, e.g. the handshake's last one, and leaves delayed-ACK
+// mode (TCP_QUICKACK on): the data that comes next is acknowledged on arrival.
 void send_pending_ack(int fd);
 
 // The pending error of a socket (SO_ERROR), 0 when connected.

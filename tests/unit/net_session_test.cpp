@@ -1,0 +1,117 @@
+// A real Worker (its event loop thread, acceptor and sessions) relaying between real loopback
+// sockets, and the state of the socket it opened to the server afterwards.
+#include "net/worker.h"
+#include "net_test_util.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace balance::net {
+namespace {
+
+bool wait_for(int fd, short events) {
+  pollfd p{fd, events, 0};
+  return ::poll(&p, 1, 5000) == 1;
+}
+
+core::Endpoint endpoint_of(const sockaddr_in& addr) {
+  return *core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+}
+
+// One worker thread accepting on its own listener, with one channel: `backend`.
+class OneWorker {
+ public:
+  explicit OneWorker(const core::Endpoint& backend) {
+    table_->init(::getpid(), 0, 0);
+    table_->append_channel(0, backend, 0, true);
+    listener_ = listen_on_loopback(address, SOCK_NONBLOCK);
+    worker_ = std::make_unique<Worker>(shared_, 0, std::vector<int>{listener_.get()});
+    worker_->start();
+  }
+  ~OneWorker() { worker_->stop_and_join(); }
+
+  sockaddr_in address{};  // where clients connect
+
+ private:
+  cli::Config config_;
+  std::unique_ptr<core::Table> table_ = std::make_unique<core::Table>();
+  WorkerShared shared_{config_, *table_, false};
+  Fd listener_;
+  std::unique_ptr<Worker> worker_;
+};
+
+// The descriptor of this process whose local address is `local` (the worker's socket).
+std::optional<int> socket_bound_to(const sockaddr_in& local) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return std::nullopt;
+  std::optional<int> found;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sin_family == AF_INET &&
+        addr.sin_port == local.sin_port && addr.sin_addr.s_addr == local.sin_addr.s_addr) {
+      found = fd;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+int quick_ack_mode(int fd) {
+  int quick = -1;
+  socklen_t len = sizeof quick;
+  EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &quick, &len), 0) << std::strerror(errno);
+  return quick;
+}
+
+// The handshake's last ACK to the server rides on the first bytes (TCP_QUICKACK off before
+// connect), which leaves that socket delaying its ACKs. By the time the server's first reply is
+// read it must be back in quick-ACK mode, as a plain connection is: otherwise a server answering
+// in two small writes with Nagle on waits about 40 ms for the ACK of the first before it sends
+// the second (through a plain connection it has it at once). (The kernel also leaves that mode
+// by itself when its delayed-ACK timer strikes, 40 ms on: a machine stalled that long between
+// the reply and the check would let this test pass without the fix, never fail with it.)
+TEST(Session, ServerSocketQuickAcksOnceTheFirstReplyIsRead) {
+  sockaddr_in backend_addr{};
+  Fd backend = listen_on_loopback(backend_addr);
+  OneWorker proxy(endpoint_of(backend_addr));
+
+  Fd client(::socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&proxy.address), sizeof proxy.address), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::send(client.get(), "ping\n", 5, MSG_NOSIGNAL), 5);
+
+  ASSERT_TRUE(wait_for(backend.get(), POLLIN)) << "the worker never connected to the backend";
+  Fd served(::accept(backend.get(), nullptr, nullptr));
+  ASSERT_TRUE(served) << std::strerror(errno);
+  char buf[8];
+  ASSERT_TRUE(wait_for(served.get(), POLLIN));
+  ASSERT_EQ(::recv(served.get(), buf, sizeof buf, 0), 5);
+
+  sockaddr_in worker_side{};
+  socklen_t len = sizeof worker_side;
+  ASSERT_EQ(::getpeername(served.get(), reinterpret_cast<sockaddr*>(&worker_side), &len), 0);
+  const std::optional<int> fd = socket_bound_to(worker_side);
+  ASSERT_TRUE(fd) << "no socket of this process is the worker's end of the server connection";
+
+  ASSERT_EQ(::send(served.get(), "pong\n", 5, MSG_NOSIGNAL), 5);
+  ASSERT_TRUE(wait_for(client.get(), POLLIN));
+  ASSERT_EQ(::recv(client.get(), buf, sizeof buf, 0), 5);
+  EXPECT_EQ(std::string(buf, 5), "pong\n");
+  // The worker switched the mode before it read the reply, so before the client could have it.
+  const int after = quick_ack_mode(*fd);
+  EXPECT_EQ(after, 1) << "the worker's socket to the server still delays its ACKs";
+}
+
+}  // namespace
+}  // namespace balance::net
