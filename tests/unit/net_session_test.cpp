@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -109,8 +110,7 @@ TEST(Session, ServerSocketQuickAcksOnceTheFirstReplyIsRead) {
   ASSERT_EQ(::recv(client.get(), buf, sizeof buf, 0), 5);
   EXPECT_EQ(std::string(buf, 5), "pong\n");
   // The worker switched the mode before it read the reply, so before the client could have it.
-  const int after = quick_ack_mode(*fd);
-  EXPECT_EQ(after, 1) << "the worker's socket to the server still delays its ACKs";
+  EXPECT_EQ(quick_ack_mode(*fd), 1) << "the worker's socket to the server still delays its ACKs";
 }
 
 }  // namespace
