@@ -149,10 +149,10 @@ void Session::on_connected() {
 
 // Holding the handshake's ACK puts the server socket in delayed-ACK mode, and so does the first
 // send within 40 ms of the SYN-ACK that holding it implies (a plain connect would still ACK at
-// once there). So a server answering in two small writes with Nagle on would wait for the
+// once there). A server answering in two small writes with Nagle on would then wait for the
 // delayed-ACK timer (about 40 ms) before its second, where through a plain connection it does
-// not. So when the server first has something to read, quick ACKs again before reading it: the
-// read then sends the ACK such a server waits for, and no ACK that the read would not have sent.
+// not. Hence quick ACKs again when the server first has something to read, before reading it:
+// the read then sends the ACK such a server waits for, and no ACK the read would not have sent.
 // A server whose FIN is in waits for nothing (the FIN pushed out what Nagle held), so a reply
 // that came whole with the FIN (HTTP/1.0, say) costs no syscall for this.
 void Session::quick_acks_from_first_reply() {
