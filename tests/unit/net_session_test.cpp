@@ -18,11 +18,6 @@
 namespace balance::net {
 namespace {
 
-bool wait_for(int fd, short events) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, 5000) == 1;
-}
-
 core::Endpoint endpoint_of(const sockaddr_in& addr) {
   return *core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
 }

@@ -23,11 +23,6 @@ struct Listener {
   Fd accept_now() const { return Fd(::accept4(fd.get(), nullptr, nullptr, SOCK_NONBLOCK)); }
 };
 
-bool wait_for(int fd, short events) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, 2000) == 1;
-}
-
 // The first bytes carry the handshake's last ACK: SYN and data, two segments, not three.
 // (Should the delayed-ACK timer, 200 ms, strike between connect and send on a loaded machine,
 // the ACK leaves alone; a few attempts tell that apart from the ACK never being held.)

@@ -3,6 +3,7 @@
 
 #include <linux/tcp.h>  // struct tcp_info with tcpi_segs_out (glibc's is older)
 #include <netinet/in.h>  // IPPROTO_TCP
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
@@ -25,6 +26,12 @@ inline Fd listen_on_loopback(sockaddr_in& addr, int flags = 0) {
   EXPECT_EQ(::listen(fd.get(), 8), 0);
   EXPECT_EQ(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
   return fd;
+}
+
+// Waits, at most `timeout_ms`, until `fd` reports one of `events` (poll flags); false on timeout.
+inline bool wait_for(int fd, short events, int timeout_ms = 5000) {
+  pollfd p{fd, events, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
 }
 
 // How many TCP segments a socket has sent so far: what the segment-saving techniques change.
