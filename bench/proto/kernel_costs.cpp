@@ -1,21 +1,40 @@
 // kernel_costs: what entering the kernel and switching tasks cost on this machine, the two prices
 // behind every technique of docs/PERFORMANCE.md (a syscall saved, a wake-up or a preemption
-// avoided). Prints three lines:
+// avoided), and the price of each call that one of those techniques saves. Prints:
 //   - a syscall that does nothing (getppid), in ns;
 //   - a round trip through two pipes between two processes on the same CPU (two context
 //     switches, four syscalls), in µs;
-//   - the same round trip with the processes on two CPUs (two cross-CPU wake-ups), in µs.
+//   - the same round trip with the processes on two CPUs (two cross-CPU wake-ups), in µs;
+//   - recv() on a loopback TCP socket with nothing to read (EAGAIN), in ns: the read that
+//     "a short read taken as empty" skips;
+//   - accept4() on a listener with nothing queued (EAGAIN), in ns: the call that used to end a
+//     batch of accepts, against getsockopt(TCP_INFO), which tells the queue's length instead;
+//   - epoll_wait() that returns one ready socket at once, in ns: the extra call per connection
+//     of one accept per wake-up instead of a batch;
+//   - a timer per connection as its own timerfd (create, watch in epoll, arm, disarm, close),
+//     in ns, against arming and cancelling a hook of balance's timer wheel.
 //
 // usage: kernel_costs [ROUNDS]   (default 200000; each line takes about ROUNDS x its cost)
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
+
+#include "net/fd.h"
+#include "net/timer_wheel.h"
 
 namespace {
 
@@ -62,6 +81,102 @@ double ping_pong(int cpu_a, int cpu_b, long rounds) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? us : -1;
 }
 
+// A loopback TCP listener (non-blocking, nothing queued), a connection to it, and the accepted
+// end of that connection (non-blocking, nothing to read).
+struct LoopbackPair {
+  balance::net::Fd listener, client, server;
+  bool ok = false;
+
+  LoopbackPair() {
+    listener = balance::net::Fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    client = balance::net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (!listener || !client || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+        ::listen(listener.get(), 8) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
+        ::connect(client.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
+      return;
+    }
+    server = balance::net::Fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK));
+    ok = static_cast<bool>(server);
+  }
+};
+
+// ns per call of `call`, which must return true (the expected result) every time; -1 otherwise.
+template <typename Call>
+double ns_per_call(long rounds, Call call) {
+  const auto start = Clock::now();
+  for (long i = 0; i < rounds; ++i) {
+    if (!call()) return -1;
+  }
+  return ns_since(start) / static_cast<double>(rounds);
+}
+
+double eagain_recv_ns(const LoopbackPair& p, long rounds) {
+  std::vector<char> buf(65536);
+  return ns_per_call(rounds, [&] { return ::recv(p.server.get(), buf.data(), buf.size(), 0) < 0 && errno == EAGAIN; });
+}
+
+double eagain_accept_ns(const LoopbackPair& p, long rounds) {
+  return ns_per_call(rounds, [&] {
+    return ::accept4(p.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC) < 0 && errno == EAGAIN;
+  });
+}
+
+double listener_tcp_info_ns(const LoopbackPair& p, long rounds) {
+  tcp_info info{};
+  return ns_per_call(rounds, [&] {
+    socklen_t len = sizeof info;
+    return ::getsockopt(p.listener.get(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_LISTEN;
+  });
+}
+
+// One byte waits unread on the accepted socket, watched level-triggered: every call reports it.
+double ready_epoll_wait_ns(const LoopbackPair& p, long rounds) {
+  balance::net::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (!ep || ::send(p.client.get(), "x", 1, 0) != 1 || ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, p.server.get(), &ev) != 0) {
+    return -1;
+  }
+  epoll_event out[256];
+  const double ns = ns_per_call(rounds, [&] { return ::epoll_wait(ep.get(), out, 256, 0) == 1; });
+  char byte;
+  return ::recv(p.server.get(), &byte, 1, 0) == 1 ? ns : -1;
+}
+
+// What a connection would pay for its connect timeout with a timer of its own.
+double timerfd_per_connection_ns(long rounds) {
+  balance::net::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) return -1;
+  return ns_per_call(rounds, [&] {
+    balance::net::Fd t(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    itimerspec arm{};
+    arm.it_value.tv_sec = 5;
+    const itimerspec disarm{};
+    return t && ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, t.get(), &ev) == 0 &&
+           ::timerfd_settime(t.get(), 0, &arm, nullptr) == 0 && ::timerfd_settime(t.get(), 0, &disarm, nullptr) == 0;
+  });
+}
+
+// The same with balance's wheel: one hook armed and cancelled (the callback captures a pointer,
+// as the session's do).
+double wheel_per_connection_ns(long rounds) {
+  balance::net::TimerWheel wheel(0);
+  balance::net::TimerHook hook;
+  long fired = 0;
+  const double ns = ns_per_call(rounds, [&] {
+    wheel.schedule(hook, 5000, [&fired] { ++fired; });
+    wheel.cancel(hook);
+    return !hook.armed();
+  });
+  return fired == 0 ? ns : -1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,5 +196,23 @@ int main(int argc, char** argv) {
   }
   std::printf("pipe round trip, one CPU: %.2f us\n", same);
   if (cross >= 0) std::printf("pipe round trip, two CPUs: %.2f us\n", cross);
+
+  const LoopbackPair pair;
+  const double recv_ns = pair.ok ? eagain_recv_ns(pair, rounds) : -1;
+  const double accept_ns = pair.ok ? eagain_accept_ns(pair, rounds) : -1;
+  const double info_ns = pair.ok ? listener_tcp_info_ns(pair, rounds) : -1;
+  const double epoll_ns = pair.ok ? ready_epoll_wait_ns(pair, rounds) : -1;
+  const double timerfd_ns = timerfd_per_connection_ns(rounds);
+  const double wheel_ns = wheel_per_connection_ns(rounds);
+  if (recv_ns < 0 || accept_ns < 0 || info_ns < 0 || epoll_ns < 0 || timerfd_ns < 0 || wheel_ns < 0) {
+    std::fprintf(stderr, "kernel_costs: a loopback socket, epoll or timerfd call did not behave as expected\n");
+    return 1;
+  }
+  std::printf("recv, nothing to read (EAGAIN): %.0f ns\n", recv_ns);
+  std::printf("accept4, nothing queued (EAGAIN): %.0f ns\n", accept_ns);
+  std::printf("getsockopt TCP_INFO on a listener (its queue's length): %.0f ns\n", info_ns);
+  std::printf("epoll_wait, one socket ready: %.0f ns\n", epoll_ns);
+  std::printf("timer per connection, timerfd (create, epoll_ctl, arm, disarm, close): %.0f ns\n", timerfd_ns);
+  std::printf("timer per connection, wheel (schedule, cancel): %.0f ns\n", wheel_ns);
   return 0;
 }
