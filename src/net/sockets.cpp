@@ -126,6 +126,15 @@ int socket_error(int fd) {
   return err;
 }
 
+std::optional<unsigned> queued_clients(int listen_fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state != TCP_LISTEN) {
+    return std::nullopt;
+  }
+  return info.tcpi_unacked;  // for a listener: the children ready for accept()
+}
+
 void send_pending_ack(int fd) { set_int_option(fd, IPPROTO_TCP, TCP_QUICKACK, 1); }
 
 void set_reset_on_close(int fd) {

@@ -25,6 +25,11 @@ struct ListenSpec {
 // TCP_NODELAY and SO_KEEPALIVE set, which every accepted socket inherits.
 std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& failure);
 
+// How many clients wait in a listening socket's accept queue (TCP_INFO), or nullopt if the
+// kernel does not say. Cheaper than the accept4() that finds the queue empty: that call creates
+// the new socket's file before it looks (about 6 µs here, bench/proto/kernel_costs.cpp).
+std::optional<unsigned> queued_clients(int listen_fd);
+
 // TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection.
 void set_stream_options(int fd);
 

@@ -11,9 +11,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace balance::net {
 namespace {
@@ -25,13 +27,17 @@ core::Endpoint endpoint_of(const sockaddr_in& addr) {
 // One worker thread accepting on its own listener, with one channel: `backend`.
 class OneWorker {
  public:
-  explicit OneWorker(const core::Endpoint& backend) {
+  // `before_start` runs once the listener is open, before the worker's loop starts.
+  explicit OneWorker(const core::Endpoint& backend, const std::function<void(const sockaddr_in&)>& before_start = {}) {
     table_->init(::getpid(), 0, 0);
     table_->append_channel(0, backend, 0, true);
-    listener_ = listen_on_loopback(address, SOCK_NONBLOCK);
+    listener_ = listen_on_loopback(address, SOCK_NONBLOCK, kBacklog);
+    if (before_start) before_start(address);
     worker_ = std::make_unique<Worker>(shared_, 0, std::vector<int>{listener_.get()});
     worker_->start();
   }
+
+  static constexpr int kBacklog = 256;
   ~OneWorker() { worker_->stop_and_join(); }
 
   sockaddr_in address{};  // where clients connect
@@ -106,6 +112,36 @@ TEST(Session, ServerSocketQuickAcksOnceTheFirstReplyIsRead) {
   EXPECT_EQ(std::string(buf, 5), "pong\n");
   // The worker switched the mode before it read the reply, so before the client could have it.
   EXPECT_EQ(quick_ack_mode(*fd), 1) << "the worker's socket to the server still delays its ACKs";
+}
+
+// Clients that queued up before the worker looked are all accepted, though they are more than
+// one wake-up's batch (64) and the worker accepts only as many as the queue's length says: the
+// listener is level-triggered, so what is left is reported again. Each accepted client costs a
+// connect to the backend, which counts them.
+TEST(Acceptor, AcceptsAQueueLongerThanOneBatch) {
+  constexpr int kClients = 150;
+  sockaddr_in backend_addr{};
+  Fd backend = listen_on_loopback(backend_addr, SOCK_NONBLOCK, OneWorker::kBacklog);
+  std::vector<Fd> clients;
+  OneWorker proxy(endpoint_of(backend_addr), [&](const sockaddr_in& at) {
+    for (int i = 0; i < kClients; ++i) {
+      clients.emplace_back(::socket(AF_INET, SOCK_STREAM, 0));
+      ASSERT_EQ(::connect(clients.back().get(), reinterpret_cast<const sockaddr*>(&at), sizeof at), 0)
+          << std::strerror(errno);
+    }
+  });
+  ASSERT_EQ(clients.size(), static_cast<size_t>(kClients));
+
+  std::vector<Fd> served;
+  while (served.size() < clients.size()) {
+    Fd s(::accept(backend.get(), nullptr, nullptr));
+    if (s) {
+      served.push_back(std::move(s));
+    } else if (errno != EAGAIN || !wait_for(backend.get(), POLLIN)) {
+      break;  // nothing came within the bound: some client was never accepted
+    }
+  }
+  EXPECT_EQ(served.size(), clients.size());
 }
 
 }  // namespace

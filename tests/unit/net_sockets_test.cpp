@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace balance::net {
 namespace {
@@ -75,6 +76,26 @@ TEST(Connect, PlainConnectAcksAtOnce) {
   }
   EXPECT_TRUE(accepted);
   EXPECT_EQ(segments_sent(c.fd.get()), 2u);  // SYN, ACK
+}
+
+// The accept queue's length, read without accepting: none, then one per completed handshake (a
+// blocking connect on loopback returns once the server's side is queued), one fewer per accept.
+// A socket that is not listening has no queue to tell.
+TEST(Listen, QueuedClientsIsTheAcceptQueueLength) {
+  Listener server;
+  EXPECT_EQ(queued_clients(server.fd.get()), 0u);
+  std::vector<Fd> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back(::socket(AF_INET, SOCK_STREAM, 0));
+    ASSERT_EQ(::connect(clients.back().get(), reinterpret_cast<const sockaddr*>(&server.addr), sizeof server.addr), 0)
+        << std::strerror(errno);
+  }
+  EXPECT_EQ(queued_clients(server.fd.get()), 3u);
+  Fd accepted = server.accept_now();
+  ASSERT_TRUE(accepted) << std::strerror(errno);
+  EXPECT_EQ(queued_clients(server.fd.get()), 2u);
+  EXPECT_EQ(queued_clients(accepted.get()), std::nullopt);
+  EXPECT_EQ(queued_clients(clients[0].get()), std::nullopt);
 }
 
 }  // namespace

@@ -16,14 +16,14 @@ namespace balance::net {
 
 // A TCP socket listening on 127.0.0.1 on a port the kernel picks; `addr` gets that address.
 // `flags` go to socket() (e.g. SOCK_NONBLOCK).
-inline Fd listen_on_loopback(sockaddr_in& addr, int flags = 0) {
+inline Fd listen_on_loopback(sockaddr_in& addr, int flags = 0, int backlog = 8) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | flags, 0));
   addr = sockaddr_in{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
   EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-  EXPECT_EQ(::listen(fd.get(), 8), 0);
+  EXPECT_EQ(::listen(fd.get(), backlog), 0);
   EXPECT_EQ(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
   return fd;
 }
