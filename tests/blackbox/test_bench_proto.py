@@ -69,3 +69,41 @@ def test_every_mode_relays_both_ways_and_stops_cleanly(proto, backends, mode):
     assert rc == 0
     assert not _listening(port), "a listener outlived the process"
 
+
+
+KERNEL_COSTS_BIN = os.path.join(harness.REPO_ROOT, "build", "kernel_costs")
+KERNEL_COSTS_LINES = [
+    "syscall (getppid)", "pipe round trip, one CPU", "pipe round trip, two CPUs",
+    "recv, nothing to read (EAGAIN)", "accept4, nothing queued (EAGAIN)",
+    "getsockopt TCP_INFO on a listener (its queue's length)", "epoll_wait, one socket ready",
+    "timer per connection, timerfd (create, epoll_ctl, arm, disarm, close)",
+    "timer per connection, wheel (schedule, cancel)",
+]
+
+
+@pytest.fixture
+def kernel_costs():
+    if not os.access(KERNEL_COSTS_BIN, os.X_OK):
+        pytest.skip(f"kernel_costs not built at {KERNEL_COSTS_BIN}")
+    return KERNEL_COSTS_BIN
+
+
+def test_kernel_costs_prices_every_call(kernel_costs):
+    """bench/proto/kernel_costs (the price list of PERFORMANCE.md): every line, each a positive
+    number; each call behaved as expected (an empty recv and accept4 said EAGAIN, the ready
+    socket was reported), or it would exit 1."""
+    r = subprocess.run([kernel_costs, "200"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    prices = dict(line.rsplit(": ", 1) for line in r.stdout.splitlines())
+    # (the two-CPU round trip is left out where this process may run on one CPU only)
+    assert set(prices) | {"pipe round trip, two CPUs"} == set(KERNEL_COSTS_LINES)
+    for name, value in prices.items():
+        number, unit = value.split(" ")
+        assert float(number) > 0 and unit in ("ns", "us"), f"{name}: {value}"
+
+
+@pytest.mark.parametrize("arg", ["0", "-5", "lots", "200000000"])
+def test_kernel_costs_rejects_a_bad_count(kernel_costs, arg):
+    r = subprocess.run([kernel_costs, arg], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("usage: kernel_costs") and len(r.stderr.splitlines()) == 1
