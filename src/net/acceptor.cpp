@@ -17,8 +17,8 @@
 namespace balance::net {
 namespace {
 
-constexpr unsigned kAcceptBatch = 64;     // accepts per wake-up, so one busy listener cannot starve relays
-constexpr uint64_t kPauseMs = 100;   // listening pause when descriptors are exhausted
+constexpr unsigned kAcceptBatch = 64;  // accepts per wake-up, so one busy listener cannot starve relays
+constexpr uint64_t kPauseMs = 100;     // listening pause when descriptors are exhausted
 
 Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 

@@ -36,11 +36,10 @@ class OneWorker {
     worker_ = std::make_unique<Worker>(shared_, 0, std::vector<int>{listener_.get()});
     worker_->start();
   }
-
-  static constexpr int kBacklog = 256;
   ~OneWorker() { worker_->stop_and_join(); }
 
-  sockaddr_in address{};  // where clients connect
+  static constexpr int kBacklog = 256;  // the listener's (and a test's backend's) accept queue
+  sockaddr_in address{};                // where clients connect
 
  private:
   cli::Config config_;
