@@ -71,7 +71,7 @@ def test_every_mode_relays_both_ways_and_stops_cleanly(proto, backends, mode):
 
 
 
-KERNEL_COSTS_BIN = os.path.join(harness.REPO_ROOT, "build", "kernel_costs")
+KERNEL_COSTS_BIN = os.environ.get("KERNEL_COSTS_BIN") or os.path.join(harness.REPO_ROOT, "build", "kernel_costs")
 KERNEL_COSTS_LINES = [
     "syscall (getppid)", "pipe round trip, one CPU", "pipe round trip, two CPUs",
     "recv, nothing to read (EAGAIN)", "accept4, nothing queued (EAGAIN)",
@@ -84,6 +84,8 @@ KERNEL_COSTS_LINES = [
 @pytest.fixture
 def kernel_costs():
     if not os.access(KERNEL_COSTS_BIN, os.X_OK):
+        if os.environ.get("KERNEL_COSTS_BIN"):
+            pytest.fail(f"KERNEL_COSTS_BIN={KERNEL_COSTS_BIN} is not an executable", pytrace=False)
         pytest.skip(f"kernel_costs not built at {KERNEL_COSTS_BIN}")
     return KERNEL_COSTS_BIN
 

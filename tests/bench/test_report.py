@@ -1,0 +1,108 @@
+"""bench/benchlib/report.py, the arithmetic behind docs/PERFORMANCE.md's tables: medians over
+rounds, balance against the best peer (never against itself, no proxy, or a preallocating proxy's
+zero), the per-round ratios, and whether a goal is met. Pure functions on made-up results."""
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+
+from benchlib import report  # noqa: E402
+
+NAMES = ["direct", "haproxy", "nginx", "pen", "balance"]
+SIZES = {"ab_n": 20000, "ab_c": 32, "wrk_c": 50, "wrk_d": 10, "iperf_t": 10, "hold_n": 9000}
+
+
+def conn_run(rnd, contender, rate, cpu=None, error=None):
+    r = {"round": rnd, "workload": "conn", "contender": contender, "conn_rate": rate, "cpu_us": cpu}
+    if error:
+        r["error"] = error
+    return r
+
+
+def row(text, label_start):
+    lines = [line for line in text.splitlines() if line.startswith("| " + label_start)]
+    assert len(lines) == 1, text
+    return [cell.strip() for cell in lines[0].strip("|").split("|")]
+
+
+def test_medians_per_contender_and_errors_by_workload():
+    results = [conn_run(1, "pen", 6000), conn_run(2, "pen", 7000), conn_run(3, "pen", 9000),
+               conn_run(1, "balance", 8000), conn_run(2, "balance", None, error="ab: timeout")]
+    med, errors = report.medians(results, NAMES)
+    assert med["conn_rate"]["pen"] == 7000
+    assert med["conn_rate"]["balance"] == 8000  # the failed run has no value, and is not a zero
+    assert med["conn_rate"]["haproxy"] is None
+    assert errors == {("conn", "balance"): ["round 2: ab: timeout"]}
+
+
+def test_the_best_peer_is_never_no_proxy_balance_itself_or_a_preallocated_zero():
+    rates = {"direct": 12000, "haproxy": 6000, "nginx": 6500, "pen": 6200, "balance": 7000}
+    assert report._best_peer("conn_rate", rates, "high", NAMES) == (6500, "nginx")
+    cpu = {"haproxy": 140, "nginx": 138, "pen": 126, "balance": 127}
+    assert report._best_peer("cpu_us", cpu, "low", NAMES) == (126, "pen")
+    mem = {"haproxy": 3.5, "nginx": 10.4, "pen": 0.0, "balance": 0.5}
+    assert report._best_peer("mem_kib", mem, "low", NAMES) == (3.5, "haproxy")
+    # A peer that is not in this run's contenders does not count either.
+    assert report._best_peer("conn_rate", rates, "high", ["haproxy", "balance"]) == (6000, "haproxy")
+    assert report._best_peer("conn_rate", {"balance": 7000}, "high", NAMES) == (None, None)
+
+
+def test_round_ratios_pair_numbers_of_the_same_round():
+    results = [conn_run(1, "pen", 5000), conn_run(1, "balance", 6000),
+               conn_run(2, "pen", 10000), conn_run(2, "balance", 9000)]
+    assert report._round_ratios(results, "conn_rate", "high", NAMES) == [1.2, 0.9]
+
+
+def test_a_goal_is_met_at_its_bound_and_not_beyond():
+    results = []
+    for rnd, (pen, bal) in enumerate([(5000, 6000), (6000, 7200), (7000, 8400)], start=1):
+        results += [conn_run(rnd, "pen", pen, cpu=100), conn_run(rnd, "balance", bal, cpu=81)]
+    text, errors = report.table(results, ["pen", "balance"], SIZES, {"conn"})
+    assert not errors
+    cells = row(text, "new connections/s")
+    assert cells[0] == "new connections/s (ab -n 20000 -c 32, one HTTP exchange per connection)"
+    assert cells[1:3] == ["6.0k", "7.2k"]
+    assert cells[3] == "1.20 (vs pen); rounds 1.20-1.20"
+    assert cells[4:] == [">= 1.2x", "yes"]
+    cells = row(text, "proxy CPU per connection")
+    assert cells[3].startswith("0.81 (vs pen)")
+    assert cells[4:] == ["<= 0.8x", "no"]
+
+
+def test_a_failed_run_is_marked_in_its_cell():
+    results = [conn_run(1, "pen", 6000), conn_run(1, "balance", 7000),
+               conn_run(2, "pen", 6000), conn_run(2, "balance", None, error="reset")]
+    text, errors = report.table(results, ["pen", "balance"], SIZES, {"conn"})
+    assert errors == {("conn", "balance"): ["round 2: reset"]}
+    assert row(text, "new connections/s")[2] == "7.0k (!)"
+
+
+def test_holding_connections_passes_only_if_every_round_did():
+    def hold(rnd, contender, ok, p99):
+        return {"round": rnd, "workload": "hold", "contender": contender, "hold_pass": ok,
+                "hold_p99_ms": p99}
+    results = [hold(1, "nginx", True, 0.7), hold(2, "nginx", True, 0.8),
+               hold(1, "balance", True, 0.6), hold(2, "balance", False, 9.0)]
+    text, _ = report.table(results, ["nginx", "balance"], SIZES, {"hold"})
+    cells = row(text, "9000 connections held")
+    assert cells[1] == "pass, 0.75"
+    assert cells[2] == "FAIL 1/2, 4.80"
+    assert cells[4:] == ["pass, p99 flat", "no"]
+
+
+def test_memory_of_a_preallocating_proxy_is_shown_as_such_and_the_goal_is_absolute():
+    results = [{"round": 1, "workload": "mem", "contender": c, "mem_kib": v}
+               for c, v in [("haproxy", 3.5), ("pen", 0.0), ("balance", 0.5)]]
+    text, _ = report.table(results, ["haproxy", "pen", "balance"], SIZES, {"mem"})
+    cells = row(text, "memory per idle")
+    assert cells[1:4] == ["3.5", "0.0 (preallocated)", "0.5"]
+    assert cells[4] == "0.14 (vs haproxy)"
+    assert cells[5:] == ["<= 2 KiB", "yes"]
+
+
+def test_the_spread_table_gives_min_max_and_the_count_of_rounds():
+    results = [conn_run(1, "pen", 5200), conn_run(2, "pen", 7700), conn_run(3, "pen", 6100)]
+    text = report.spread_table(results, ["pen", "balance"], {"conn"})
+    cells = row(text, "conn_rate")
+    assert cells[1:] == ["5.2k - 7.7k (3)", "-"]
