@@ -18,6 +18,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -27,7 +28,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -99,6 +99,8 @@ struct LoopbackPair {
         ::connect(client.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
       return;
     }
+    pollfd queued{listener.get(), POLLIN, 0};  // the handshake may complete a moment later
+    if (::poll(&queued, 1, 5000) != 1) return;
     server = balance::net::Fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK));
     ok = static_cast<bool>(server);
   }
