@@ -22,11 +22,7 @@ import harness  # noqa: E402
 @pytest.fixture
 def binary():
     """The path of the balance binary; skips if it has not been built."""
-    if not os.access(harness.BALANCE_BIN, os.X_OK):
-        if os.environ.get("BALANCE_BIN"):
-            pytest.fail(f"BALANCE_BIN={harness.BALANCE_BIN} is not an executable", pytrace=False)
-        pytest.skip(f"balance binary not found at {harness.BALANCE_BIN} (set BALANCE_BIN)")
-    return harness.BALANCE_BIN
+    return harness.built_binary("BALANCE_BIN", "balance", " (set BALANCE_BIN)")
 
 
 @pytest.fixture

@@ -61,6 +61,20 @@ from typing import Callable, List, Optional, Sequence
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BALANCE_BIN = os.environ.get("BALANCE_BIN") or os.path.join(REPO_ROOT, "build", "balance")
 SANITIZED = bool(os.environ.get("BALANCE_SANITIZE", "").strip())
+
+
+def built_binary(env: str, name: str, hint: str = "") -> str:
+    """The path of a program the build makes, for a fixture: $env if set (a missing one fails
+    the test), else build/<name> (a missing one skips it; `hint` says why it may be missing)."""
+    import pytest  # only fixtures call this
+    path = os.environ.get(env) or os.path.join(REPO_ROOT, "build", name)
+    if not os.access(path, os.X_OK):
+        if os.environ.get(env):
+            pytest.fail(f"{env}={path} is not an executable", pytrace=False)
+        pytest.skip(f"{name} not built at {path}{hint}")
+    return path
+
+
 SCALE = float(os.environ.get("BALANCE_TIMEOUT_SCALE") or (3.0 if SANITIZED else 1.0))
 
 SANITIZER_MARKERS = (

@@ -16,7 +16,6 @@ import pytest
 
 import harness
 
-PROTO_BIN = os.environ.get("RELAY_PROTO_BIN") or os.path.join(harness.REPO_ROOT, "build", "relay_proto")
 MODES = ["", "--uring", "--multishot", "--hybrid", "--sync-send", "--ring-send"]
 
 
@@ -28,11 +27,7 @@ def _listening(port):
 
 @pytest.fixture
 def proto():
-    if not os.access(PROTO_BIN, os.X_OK):
-        if os.environ.get("RELAY_PROTO_BIN"):
-            pytest.fail(f"RELAY_PROTO_BIN={PROTO_BIN} is not an executable", pytrace=False)
-        pytest.skip(f"relay_proto not built at {PROTO_BIN} (needs liburing-dev)")
-    return PROTO_BIN
+    return harness.built_binary("RELAY_PROTO_BIN", "relay_proto", " (needs liburing-dev)")
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.lstrip("-") or "epoll" for m in MODES])
@@ -71,7 +66,6 @@ def test_every_mode_relays_both_ways_and_stops_cleanly(proto, backends, mode):
 
 
 
-KERNEL_COSTS_BIN = os.environ.get("KERNEL_COSTS_BIN") or os.path.join(harness.REPO_ROOT, "build", "kernel_costs")
 KERNEL_COSTS_LINES = [
     "syscall (getppid)", "pipe round trip, one CPU", "pipe round trip, two CPUs",
     "recv, nothing to read (EAGAIN)", "accept4, nothing queued (EAGAIN)",
@@ -83,11 +77,7 @@ KERNEL_COSTS_LINES = [
 
 @pytest.fixture
 def kernel_costs():
-    if not os.access(KERNEL_COSTS_BIN, os.X_OK):
-        if os.environ.get("KERNEL_COSTS_BIN"):
-            pytest.fail(f"KERNEL_COSTS_BIN={KERNEL_COSTS_BIN} is not an executable", pytrace=False)
-        pytest.skip(f"kernel_costs not built at {KERNEL_COSTS_BIN}")
-    return KERNEL_COSTS_BIN
+    return harness.built_binary("KERNEL_COSTS_BIN", "kernel_costs")
 
 
 def test_kernel_costs_prices_every_call(kernel_costs):
