@@ -72,6 +72,8 @@ class Proxy {
 
   // Starts the --metrics server, if asked for; false (with `failure`) when it cannot listen.
   bool start_metrics(Failure& failure);
+  // A start that failed after the segment was made: nobody will serve from it.
+  void discard_segment() { segment_->unlink(); }
   // Starts the workers; the proxy serves from here on.
   void start();
   // Serves until a stop signal, then stops (gracefully unless told otherwise).
@@ -246,6 +248,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   }
   Proxy proxy(config, std::move(listeners), std::move(segment));
   if (!proxy.start_metrics(failure)) {
+    if (!inheritance) proxy.discard_segment();  // an upgrade's predecessor goes on serving from it
     if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
     report.send(failure);
     if (inheritance) report_to_predecessor(*inheritance, failure);

@@ -271,6 +271,11 @@ def is_listening(pid: int, port: int, address: Optional[str] = None) -> bool:
     return False
 
 
+def segment_path(port: int, rundir: str, mmap: bool) -> str:
+    """Where the instance on `port` keeps its control segment: POSIX shm, or under the rundir (-M)."""
+    return os.path.join(rundir, f"balance.{port}") if mmap else f"/dev/shm/balance.{port}"
+
+
 def pid_alive(pid: int) -> bool:
     """True if the pid exists and is not a zombie."""
     try:

@@ -21,10 +21,6 @@ MASTER_PID_OFFSET = 40
 NO_MASTER = "no master process, exiting.\n"
 
 
-def segment_path(port, rundir, mmap):
-    return os.path.join(rundir, f"balance.{port}") if mmap else f"/dev/shm/balance.{port}"
-
-
 class Instance:
     """balance on a free port with two named backends in group 0 and one in group 1."""
 
@@ -37,7 +33,7 @@ class Instance:
                          h.channel(self.servers[2].port)]
         self.start_balance = start_balance
         self.balance = self.start()
-        self.path = segment_path(self.port, rundir, mmap)
+        self.path = h.segment_path(self.port, rundir, mmap)
 
     def start(self):
         return self.start_balance(self.port, self.channels, opts=self.flags)

@@ -266,17 +266,21 @@ def test_serves_on_ipv6(start_balance, backends):
 
 
 @pytest.mark.parametrize("foreground", [True, False], ids=["foreground", "daemon"])
-def test_metrics_port_in_use_exits_71(binary, rundir, backends, foreground):
-    """When the --metrics port is taken, balance says so in one line and exits 71."""
+@pytest.mark.parametrize("mmap", [False, True], ids=["shm", "mmap"])
+def test_metrics_port_in_use_exits_71(binary, rundir, backends, foreground, mmap):
+    """When the --metrics port is taken, balance says so in one line, exits 71 and leaves no
+    control segment behind."""
     srv = backends(h.EchoServer())
     holder = backends(h.PortHolder())
     port = h.free_port()
-    args = (["-f"] if foreground else []) + ["--metrics", f"127.0.0.1:{holder.port}", str(port), srv.address]
+    args = (["-f"] if foreground else []) + (["-M"] if mmap else [])
+    args += ["--metrics", f"127.0.0.1:{holder.port}", str(port), srv.address]
     res = h.run(args, rundir=rundir, timeout=20)
     try:
         assert res.rc == 71, res
         assert res.stderr == f"cannot listen for --metrics on 127.0.0.1:{holder.port}: Address already in use, exiting.\n"
         assert not h.listening_pids(port)
+        assert not os.path.exists(h.segment_path(port, rundir, mmap))
     finally:
         if res.rc == 0:
             h.run(["-c", "kill", str(port)], rundir=rundir, timeout=20)
