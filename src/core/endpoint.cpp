@@ -76,8 +76,13 @@ std::string Endpoint::address_string() const {
   return buf;
 }
 
+std::string Endpoint::host_string() const {
+  if (family == AF_INET6 && scope_id != 0) return address_string() + "%" + std::to_string(scope_id);
+  return address_string();
+}
+
 std::string Endpoint::to_string() const {
-  if (family == AF_INET6) return "[" + address_string() + "]:" + std::to_string(port);
+  if (family == AF_INET6) return "[" + host_string() + "]:" + std::to_string(port);
   return address_string() + ":" + std::to_string(port);
 }
 

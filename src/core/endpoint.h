@@ -27,9 +27,11 @@ struct Endpoint {
   static std::optional<Endpoint> from_numeric(const std::string& address, uint16_t port);
   // Reads an AF_INET or AF_INET6 sockaddr; anything else gives nullopt.
   static std::optional<Endpoint> from_sockaddr(const sockaddr* sa, socklen_t len);
-  // The numeric address only ("127.0.0.1", "2001:db8::1").
+  // The numeric address only ("127.0.0.1", "2001:db8::1"), as a PROXY protocol header has it.
   std::string address_string() const;
-  // Address and port for messages: "127.0.0.1:80", "[::1]:80".
+  // The address as getaddrinfo() reads it back, with a link-local address's scope: "fe80::1%2".
+  std::string host_string() const;
+  // Host and port for messages: "127.0.0.1:80", "[::1]:80", "[fe80::1%2]:80".
   std::string to_string() const;
   // For an IPv4-mapped IPv6 address (::ffff:a.b.c.d), the plain IPv4 endpoint; otherwise itself.
   Endpoint unmapped() const;

@@ -41,7 +41,7 @@ std::vector<Row> collect_rows(const core::Table& table) {
     for (uint32_t c = 0; c < n; ++c) {
       const core::Channel& ch = table.groups[g].channels[c];
       const core::Endpoint e = ch.endpoint();
-      rows.push_back({g, c, e, e.address_string(), &ch});
+      rows.push_back({g, c, e, e.host_string(), &ch});
     }
   }
   return rows;

@@ -1,5 +1,5 @@
-// Name resolution for `create` and `assign`: HOST (name or literal) and PORT (number or
-// /etc/services name). A name with an IPv4 address shows it, as the classic tool did.
+// Name resolution for `create` and `assign`: HOST (name or literal; an IPv6 literal bare or in
+// brackets, as on the command line) and PORT (number or /etc/services name). A name with an IPv4 address shows it, as the classic tool did.
 #pragma once
 
 #include <string_view>

@@ -49,7 +49,7 @@ void fill_table(core::Table& table, const cli::Config& config) {
 
 void trace_config(const cli::Config& config, unsigned threads) {
   BALANCE_DEBUG("listening on %s port %u, %u worker threads, connect timeout %us, idle timeout %us",
-                config.bind ? config.bind->address_string().c_str() : "all addresses", config.port, threads,
+                config.bind ? config.bind->host_string().c_str() : "all addresses", config.port, threads,
                 config.connect_timeout_s, config.idle_timeout_s);
   for (size_t g = 0; g < config.groups.size(); ++g) {
     const auto& group = config.groups[g];

@@ -36,13 +36,6 @@ int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-// What getaddrinfo() reads back as this address (with the scope of a link-local address).
-std::string host_text(const core::Endpoint& addr) {
-  std::string host = addr.address_string();
-  if (addr.family == AF_INET6 && addr.scope_id != 0) host += "%" + std::to_string(addr.scope_id);
-  return host;
-}
-
 // Threads created while this is alive start with the stop signals (and all other asynchronous
 // signals) blocked; they inherit the mask of the thread that creates them.
 class BlockSignals {
@@ -123,8 +116,8 @@ std::unique_ptr<Server> Server::start(const core::Endpoint& addr, const core::Ta
   impl->routes();
   impl->http.set_address_family(addr.family);
   errno = 0;
-  const int port = addr.port != 0 ? (impl->http.bind_to_port(host_text(addr), addr.port) ? addr.port : -1)
-                                  : impl->http.bind_to_any_port(host_text(addr));
+  const int port = addr.port != 0 ? (impl->http.bind_to_port(addr.host_string(), addr.port) ? addr.port : -1)
+                                  : impl->http.bind_to_any_port(addr.host_string());
   if (port <= 0) {
     const int err = errno;
     failure = {kExitOsErr, "cannot listen for --metrics on " + addr.to_string() + ": " +

@@ -66,3 +66,23 @@ def test_v4_mapped_bind_address(start_balance, backends):
     port = h.free_port()
     start_balance(port, [srv.address], opts=["-b", "::ffff:127.0.0.1"])
     assert h.ask_name(port, socket.AF_INET) == "four"
+
+
+@pytest.mark.parametrize("written", ["::1", "[::1]"])
+def test_create_and_assign_take_ipv6_as_written_on_the_command_line(start_balance, backends, written):
+    """`create` and `assign` take an IPv6 address bare or in brackets (the command line's form),
+    and the channel they make serves IPv6."""
+    four = backends(h.NameServer("four"))
+    six = backends(h.NameServer("six", family=socket.AF_INET6))
+    other = backends(h.NameServer("other", family=socket.AF_INET6))
+    port = h.free_port()
+    b = start_balance(port, [four.address])
+    assert b.ctl(f"create {written} {six.port}").stdout == "channel created\n"
+    assert b.ctl(f"assign 1 {written} {other.port}").stdout == "channel reassigned\n"
+    assert b.ctl("enable 1").stdout == "channel 1 enabled\n"
+    assert b.ctl("disable 0").stdout == "channel 0 disabled\n"
+    rows = h.parse_show(b.ctl("show").stdout)
+    assert (rows[1]["addr"], rows[1]["port"], rows[1]["state"]) == ("::1", other.port, "ENA")
+    assert h.ask_name(port) == "other"
+    for bad in ("[127.0.0.1]", "[::1", "[no.such.host.invalid]"):
+        assert b.ctl(f"create {bad} {six.port}").stdout == "invalid address\n", bad

@@ -98,6 +98,17 @@ TEST(Endpoint, ToStringFormats) {
   EXPECT_EQ(core::Endpoint{}.address_string(), "-");
 }
 
+TEST(Endpoint, ALinkLocalAddressShowsItsScope) {
+  // Intent: fe80::1 on interface 2 is not fe80::1 on interface 3, so what a user reads (show,
+  // messages) names the scope as getaddrinfo() takes it back; a PROXY header has the bare address.
+  const core::Endpoint scoped = parse("fe80::1", 80, 2);
+  EXPECT_EQ(scoped.host_string(), "fe80::1%2");
+  EXPECT_EQ(scoped.to_string(), "[fe80::1%2]:80");
+  EXPECT_EQ(scoped.address_string(), "fe80::1");
+  EXPECT_EQ(parse("::1", 80).host_string(), "::1");
+  EXPECT_EQ(parse("127.0.0.1", 80).host_string(), "127.0.0.1");
+}
+
 TEST(Endpoint, UnmappedTurnsMappedIpv6IntoIpv4) {
   // Intent: ::ffff:a.b.c.d becomes the IPv4 endpoint a.b.c.d with the same port.
   const core::Endpoint m = parse("::ffff:192.0.2.7", 4242);

@@ -21,6 +21,18 @@ TEST(CtlResolve, LiteralsAndServiceNames) {
   EXPECT_EQ(r.endpoint.to_string(), "[2001:db8::1]:65535");
 }
 
+TEST(CtlResolve, Ipv6InBracketsAsOnTheCommandLine) {
+  auto r = ctl::resolve_channel_address("[::1]", "80");
+  ASSERT_EQ(r.status, ctl::ResolveStatus::Ok);
+  EXPECT_EQ(r.endpoint.to_string(), "[::1]:80");
+  r = ctl::resolve_channel_address("[fe80::1%1]", "80");
+  ASSERT_EQ(r.status, ctl::ResolveStatus::Ok);
+  EXPECT_EQ(r.endpoint.to_string(), "[fe80::1%1]:80");
+  for (const char* host : {"[127.0.0.1]", "[localhost]", "[]", "[::1", "::1]", "[[::1]]"}) {
+    EXPECT_EQ(ctl::resolve_channel_address(host, "80").status, ctl::ResolveStatus::BadHost) << host;
+  }
+}
+
 TEST(CtlResolve, NamesPreferIpv4) {
   const auto r = ctl::resolve_channel_address("localhost", "80");
   ASSERT_EQ(r.status, ctl::ResolveStatus::Ok);
