@@ -39,6 +39,7 @@ PumpStatus Direction::write_out(size_t& left, Write write) {
       return PumpStatus::Waiting;
     }
     wrote_ = true;
+    moved_ = true;  // a slow destination taking what waited for it is traffic too
     left -= static_cast<size_t>(n);
     if (left > 0) dst_.writable = false;  // a short write: the send buffer is full
   }
@@ -75,23 +76,20 @@ PumpStatus Direction::flush_pipe() {
   return PumpStatus::Done;
 }
 
-// At the urgent mark, takes the urgent byte out of band, so it is forwarded in its place in the
-// stream. Returns true when a byte was taken. (A read that starts exactly at an unannounced mark
-// makes the kernel skip and drop the urgent byte, which is why sockets are read only once epoll
-// has reported them, and EPOLLPRI is looked at before reading.)
-bool Direction::fetch_urgent() {
+// At the urgent mark (reads stop short of it), reads the urgent byte alone, to be sent out of
+// band in its place in the stream: Done when it was taken, Waiting when the mark is not next
+// (ordinary bytes come first), Failed on a read error.
+PumpStatus Direction::take_urgent(std::atomic<uint64_t>* counter, bool dump) {
   int at_mark = 0;
-  if (::ioctl(src_.fd.get(), SIOCATMARK, &at_mark) != 0 || !at_mark) return false;
-  const ssize_t n = ::recv(src_.fd.get(), &urgent_byte_, 1, MSG_OOB);
-  if (n == 1) {
-    have_urgent_ = true;
-    urgent_hole_ = true;
-    src_.urgent = false;
-    return true;
-  }
-  // EINVAL: no urgent byte (already taken, or it was inline); EAGAIN: not here yet.
-  if (n < 0 && errno == EINVAL) src_.urgent = false;
-  return false;
+  if (::ioctl(src_.fd.get(), SIOCATMARK, &at_mark) != 0 || !at_mark) return PumpStatus::Waiting;
+  const ssize_t n = ::recv(src_.fd.get(), &urgent_byte_, 1, 0);
+  if (n < 0) return errno == EAGAIN || errno == EINTR ? PumpStatus::Waiting : fail(errno, true);
+  if (n == 0) return PumpStatus::Waiting;  // the end of stream: the next read takes it
+  if (dump) log::dump(dump_as_, &urgent_byte_, 1);
+  count(1, counter);
+  have_urgent_ = true;
+  src_.urgent = false;
+  return PumpStatus::Done;
 }
 
 Direction::~Direction() {
@@ -108,11 +106,13 @@ PumpStatus Direction::pump(RelayBuffers& buffers, std::atomic<uint64_t>* counter
       return PumpStatus::Done;
     }
     // Urgent data first: a lone urgent byte is announced by EPOLLPRI only, not as readable.
-    if (src_.urgent && fetch_urgent()) continue;
+    if (src_.urgent) {
+      const PumpStatus urgent = take_urgent(counter, dump);
+      if (urgent == PumpStatus::Failed) return urgent;
+      if (urgent == PumpStatus::Done) continue;  // flush() sends it after what came before it
+    }
     if (!src_.readable) return PumpStatus::Waiting;
-    // splice() stops for good at the place of an urgent byte taken out of band; recv() steps over it.
-    const bool splice = splicing_ && !dump && !urgent_hole_;
-    urgent_hole_ = false;
+    const bool splice = splicing_ && !dump;
     const PumpStatus read = splice ? read_splice(buffers, counter) : read_copy(buffers, counter, dump);
     if (read != PumpStatus::Done) return read;
   }
@@ -136,6 +136,7 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
     if (errno == EINTR) return PumpStatus::Done;
     if (errno == EAGAIN) {
       src_.readable = false;
+      src_.urgent = false;  // a read does not stop at the mark with nothing before it: it is behind
       return PumpStatus::Waiting;
     }
     return fail(errno, true);
@@ -188,9 +189,11 @@ PumpStatus Direction::read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* 
                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   if (n < 0) {
     if (errno == EINTR) return PumpStatus::Done;
-    // EAGAIN: nothing to read (the pipe is empty here), or the urgent mark is next.
+    // EAGAIN: nothing to read (the pipe is empty here), or an urgent mark not yet announced is
+    // next (splice() stops there; its EPOLLPRI is on its way). An announced one was taken first.
     if (errno == EAGAIN) {
       src_.readable = false;
+      src_.urgent = false;
       pool_->release(std::move(pipe_), true);
       return PumpStatus::Waiting;
     }

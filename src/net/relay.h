@@ -7,6 +7,13 @@
 // buffer is not empty the source is not read (back-pressure). So an idle connection holds no
 // buffer, and a slow peer costs at most one scratch-buffer's worth per direction.
 //
+// Urgent data: both sockets have SO_OOBINLINE, so an urgent byte stays in its place in the
+// stream. A read stops short of it, SIOCATMARK then says the next byte is urgent, and that byte,
+// read alone, goes out with MSG_OOB. (Out of band, the kernel would drop an urgent byte not yet
+// taken when the next urgent pointer arrives while the reader is at its mark; inline, it is
+// kept, and forwarded as ordinary data once a later urgent pointer has superseded it, which is
+// what a peer reading with SO_OOBINLINE sees of it anyway.)
+//
 // Streaming: once a read fills the whole scratch buffer, the direction switches to splice():
 // bytes go socket -> pipe -> socket inside the kernel, through a pipe taken from the worker's
 // pool only while bytes are in flight (at most a pipe's capacity, references to the socket's
@@ -31,11 +38,12 @@ namespace balance::net {
 struct Side {
   Fd fd;
   // Readable only once epoll says so (it reports the current state when a socket is added): a
-  // speculative read could land on an urgent mark unannounced and skip the urgent byte.
+  // speculative read could start at an urgent mark not yet announced and take the urgent byte
+  // as an ordinary one.
   bool readable = false;
   bool writable = true;
   bool hangup = false;  // EPOLLRDHUP/HUP/ERR seen: read on to the end, a short read is not "empty"
-  bool urgent = false;  // EPOLLPRI seen: urgent data is on its way or waiting
+  bool urgent = false;  // EPOLLPRI seen: an urgent byte may be ahead in the stream
   bool fin = false;     // EPOLLRDHUP seen: the peer's FIN is in, behind whatever data is queued
   bool error = false;   // EPOLLERR seen: a reset or error must be read, not assumed away
 
@@ -82,7 +90,7 @@ class Direction {
   // Failed() came from the source side (a read), not the destination (a write).
   bool failed_at_source() const { return failed_at_source_; }
   uint64_t bytes() const { return bytes_; }
-  bool moved_since_last_check();  // for the idle timeout
+  bool moved_since_last_check();  // bytes read or written since the last call (the idle timeout)
   // Some bytes of ours or the source's went out to the destination.
   bool wrote_any() const { return wrote_; }
   int error() const { return error_; }
@@ -99,7 +107,7 @@ class Direction {
   PumpStatus read_splice(RelayBuffers& buffers, std::atomic<uint64_t>* counter);
   void count(size_t len, std::atomic<uint64_t>* counter);
   int send_flags() const;
-  bool fetch_urgent();
+  PumpStatus take_urgent(std::atomic<uint64_t>* counter, bool dump);
   PumpStatus fail(int err, bool at_source);
 
   Side& src_;
@@ -113,7 +121,6 @@ class Direction {
   PipePool* pool_ = nullptr;   // where pipe_ came from
   size_t in_pipe_ = 0;
   bool have_urgent_ = false;  // an urgent byte read from src waits to be sent
-  bool urgent_hole_ = false;  // ...and its place in the stream must be stepped over by a recv()
   unsigned char urgent_byte_ = 0;
   bool eof_ = false;   // src ended
   bool shut_ = false;  // ...and dst's write side was shut down

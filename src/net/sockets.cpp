@@ -78,6 +78,7 @@ std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& 
 void set_stream_options(int fd) {
   set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+  set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);
 }
 
 ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from, bool ack_with_data) {

@@ -30,7 +30,8 @@ std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& 
 // the new socket's file before it looks (about 6 µs here, bench/proto/kernel_costs.cpp).
 std::optional<unsigned> queued_clients(int listen_fd);
 
-// TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection.
+// TCP_NODELAY and SO_KEEPALIVE, as on both sockets of every proxied connection, and SO_OOBINLINE,
+// which the relay needs (an urgent byte stays in its place in the stream; relay.h).
 void set_stream_options(int fd);
 
 enum class ConnectStatus { Connected, InProgress, Failed };

@@ -2,6 +2,7 @@
 // memory stays bounded when the destination does not read, the end of stream is forwarded as
 // a half-close, and urgent data stays urgent and in its place.
 #include "net/relay.h"
+#include "net/sockets.h"
 #include "net_test_util.h"
 
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace balance::net {
 namespace {
@@ -74,6 +76,7 @@ struct Rig {
   Rig() {
     src.fd = std::move(in.second);
     dst.fd = std::move(out.first);
+    for (int fd : {src.fd.get(), dst.fd.get()}) set_stream_options(fd);  // as balance's sockets have
   }
   int writer() const { return in.first.get(); }
   int reader() const { return out.second.get(); }
@@ -233,6 +236,86 @@ TEST(Relay, LoneUrgentByteIsForwardedOnPriAlone) {
   char urgent = 0;
   ASSERT_EQ(::recv(rig.reader(), &urgent, 1, MSG_OOB), 1);
   EXPECT_EQ(urgent, '!');
+}
+
+// Everything a reader with SO_OOBINLINE gets until the end of stream, and the offsets in it
+// where the urgent mark stood (reads stop short of the mark). Bounded.
+std::pair<std::string, std::vector<size_t>> read_inline_with_marks(int fd) {
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
+  std::string out;
+  std::vector<size_t> marks;
+  char buf[4096];
+  for (int rounds = 0; rounds < 10000; ++rounds) {
+    if (!wait_readable(fd)) break;
+    int at_mark = 0;
+    if (::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark && (marks.empty() || marks.back() != out.size())) {
+      marks.push_back(out.size());
+    }
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) return {out, marks};
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ADD_FAILURE() << "no end of stream";
+  return {out, marks};
+}
+
+// The relay sits at an urgent mark it was not told of yet when the next urgent byte arrives.
+// Out of band, the kernel would drop the first urgent byte then; inline (SO_OOBINLINE), it stays
+// in the stream, as an ordinary byte once the later mark supersedes it, and the later one is
+// forwarded as urgent. No byte is lost or moved.
+TEST(Relay, BackToBackUrgentBytesLoseNoByte) {
+  Rig rig;
+  ASSERT_EQ(::send(rig.writer(), "aaaa", 4, 0), 4);
+  ASSERT_EQ(::send(rig.writer(), "X", 1, MSG_OOB), 1);
+  ASSERT_TRUE(wait_readable(rig.src.fd.get()));
+  // EPOLLIN without the EPOLLPRI still on its way: the read stops at X's mark.
+  EXPECT_EQ(rig.pump(EPOLLIN), PumpStatus::Waiting);
+  int at_mark = 0;
+  ASSERT_EQ(::ioctl(rig.src.fd.get(), SIOCATMARK, &at_mark), 0);
+  ASSERT_EQ(at_mark, 1) << "the relay should stand at X's mark";
+  ASSERT_EQ(::send(rig.writer(), "bbbb", 4, 0), 4);
+  ASSERT_EQ(::send(rig.writer(), "Y", 1, MSG_OOB), 1);
+  ASSERT_EQ(::send(rig.writer(), "cccc", 4, 0), 4);
+  ::shutdown(rig.writer(), SHUT_WR);
+  for (int i = 0; i < 100 && !rig.dir.done(); ++i) {
+    wait_readable(rig.src.fd.get(), 20);
+    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
+  }
+  ASSERT_TRUE(rig.dir.done());
+  const auto [stream, marks] = read_inline_with_marks(rig.reader());
+  EXPECT_EQ(stream, "aaaaXbbbbYcccc");
+  EXPECT_EQ(marks, std::vector<size_t>{9}) << "Y, and only Y, arrives urgent";
+  EXPECT_EQ(rig.counter.load(), stream.size());
+}
+
+// While the destination takes bytes that waited for it, the direction is not idle, even when
+// the source gives nothing new: the idle timeout must not cut a slow reader off.
+TEST(Relay, ADestinationTakingWhatWaitedIsTraffic) {
+  Rig rig;
+  const std::string chunk(64 * 1024, 'x');
+  for (int i = 0; i < 2000 && rig.dir.buffered() == 0; ++i) {
+    ::send(rig.writer(), chunk.data(), chunk.size(), MSG_DONTWAIT);
+    rig.pump();
+  }
+  ASSERT_GT(rig.dir.buffered(), 0u) << "the destination never filled up";
+  rig.dir.moved_since_last_check();
+  rig.src.readable = false;  // the source gives nothing new from here on
+  char buf[65536];
+  size_t drained = 0;
+  for (int i = 0; i < 1000 && drained < 4 * sizeof buf; ++i) {
+    const ssize_t n = ::recv(rig.reader(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) drained += static_cast<size_t>(n);
+    else wait_readable(rig.reader(), 10);
+  }
+  EXPECT_FALSE(rig.dir.moved_since_last_check());
+  const size_t before = rig.dir.buffered();
+  for (int i = 0; i < 100 && rig.dir.buffered() == before; ++i) {
+    rig.pump(0, EPOLLOUT);
+    if (rig.dir.buffered() == before) wait_readable(rig.reader(), 10);
+  }
+  ASSERT_LT(rig.dir.buffered(), before);
+  EXPECT_TRUE(rig.dir.moved_since_last_check());
 }
 
 // Pushes `data` through the rig (pumping as events would), then ends the stream; returns what
