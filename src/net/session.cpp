@@ -200,7 +200,10 @@ void Session::pump() {
                               : downstream_.pump(worker_.buffers(), &channel.rcvd, dump, upstream_.done());
   const bool up_moved = upstream_.moved_since_last_check();  // both flags are read and reset
   const bool down_moved = downstream_.moved_since_last_check();
-  if (up_moved || down_moved) last_active_ms_ = loop_.now_ms();
+  if (up_moved || down_moved) {
+    last_active_ms_ = loop_.now_ms();
+    queued_at_idle_check_ = 0;  // the idle timer's next look starts afresh
+  }
   if (!first_end_) {
     if (upstream_.source_ended()) first_end_ = SideId::Client;
     else if (downstream_.source_ended()) first_end_ = SideId::Server;
@@ -209,6 +212,9 @@ void Session::pump() {
     const int err = up == PumpStatus::Failed ? upstream_.error() : downstream_.error();
     BALANCE_DEBUG("client %s: aborted: %s", peer_.to_string().c_str(), std::strerror(err));
     close(reason_for_failure());
+  } else if (const auto reset = reset_after_end()) {
+    BALANCE_DEBUG("client %s: %s after the end of its stream", peer_.to_string().c_str(), to_string(*reset));
+    close(*reset);
   } else if (upstream_.done() && downstream_.done()) {
     BALANCE_DEBUG("client %s: finished", peer_.to_string().c_str());
     // Whoever ended their stream first closed the connection; the other only followed.
@@ -216,15 +222,53 @@ void Session::pump() {
   }
 }
 
+// A peer whose stream ended is read no more, so a reset it sends later shows only as an error
+// event on its socket; the other peer must still get it, and the session end, even if neither
+// sends anything again.
+std::optional<EndReason> Session::reset_after_end() {
+  const std::pair<Side*, EndReason> ended[] = {
+      {upstream_.source_ended() ? &client_ : nullptr, EndReason::ClientReset},
+      {downstream_.source_ended() ? &server_ : nullptr, EndReason::ServerReset},
+  };
+  for (const auto& [side, reason] : ended) {
+    if (side == nullptr || !side->error) continue;
+    side->error = false;  // read once: SO_ERROR clears it
+    if (socket_error(side->fd.get()) != 0) return reason;
+  }
+  return std::nullopt;
+}
+
 // Traffic only stamps last_active_ms_; the timer, when it fires, re-arms for the time left.
+// When nothing went through balance for -T seconds, bytes may still be on their way out of the
+// kernel's send queues to a slow peer: while what is queued shrinks, the connection is not idle.
+// One whose queued bytes no peer took any of for -T seconds is reset, not closed with a FIN, so
+// that no peer takes the cut stream for a complete one.
 void Session::on_idle_timer() {
   const uint64_t idle_ms = uint64_t{worker_.shared().config.idle_timeout_s} * 1000u;
-  if (loop_.now_ms() < last_active_ms_ + idle_ms) {
+  const uint64_t now = loop_.now_ms();
+  if (now < last_active_ms_ + idle_ms) {
     loop_.timers().schedule(timer_, last_active_ms_ + idle_ms, [this] { on_idle_timer(); });
     return;
   }
-  BALANCE_DEBUG("client %s: idle timeout", peer_.to_string().c_str());
-  close(EndReason::IdleTimeout);
+  const size_t queued = queued_for_peers();
+  if (queued != 0 && queued != queued_at_idle_check_) {
+    queued_at_idle_check_ = queued;
+    last_active_ms_ = now;
+    loop_.timers().schedule(timer_, now + idle_ms, [this] { on_idle_timer(); });
+    return;
+  }
+  BALANCE_DEBUG("client %s: idle timeout%s", peer_.to_string().c_str(), queued != 0 ? " (peer stalled)" : "");
+  close(EndReason::IdleTimeout, queued != 0);
+}
+
+// The bytes relayed that no peer has acknowledged yet: in balance's buffers and pipes, and in the
+// kernel's send queues.
+size_t Session::queued_for_peers() const {
+  size_t n = upstream_.buffered() + downstream_.buffered();
+  for (const Side* side : {&client_, &server_}) {
+    if (side->fd) n += unacked_bytes(side->fd.get());
+  }
+  return n;
 }
 
 // Which peer's error failed the relay: a read error is its source's, a write error its destination's.
@@ -250,11 +294,11 @@ void Session::log_end(EndReason reason) const {
 
 // Ends the session. After a reset, each socket is reset rather than closed with a FIN, so a
 // peer's reset reaches the other peer.
-void Session::close(EndReason reason) {
+void Session::close(EndReason reason, bool reset) {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
   if (worker_.shared().config.log_conns) log_end(reason);
-  const bool abort = reason == EndReason::ClientReset || reason == EndReason::ServerReset;
+  const bool abort = reset || reason == EndReason::ClientReset || reason == EndReason::ServerReset;
   loop_.timers().cancel(timer_);
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;

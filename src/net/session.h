@@ -1,5 +1,5 @@
 // One accepted client: choosing and connecting a channel (with failover), then relaying bytes
-// both ways until both directions have ended, a side fails, or the idle timeout strikes.
+// both ways until both directions have ended, a side fails or resets, or the idle timeout strikes.
 //
 //   Connecting --connected--> Relaying --both directions done / error / idle--> Closed
 //       |                                                                        ^
@@ -64,7 +64,10 @@ class Session {
   void quick_acks_from_first_reply();
   void pump();
   void on_idle_timer();
-  void close(EndReason reason);
+  size_t queued_for_peers() const;
+  std::optional<EndReason> reset_after_end();
+  // Ends the session; `reset` (implied by a reset reason) resets both sockets instead of a FIN.
+  void close(EndReason reason, bool reset = false);
   EndReason reason_for_failure() const;
   void log_end(EndReason reason) const;
 
@@ -82,6 +85,7 @@ class Session {
   Direction downstream_{server_, client_, log::Direction::FromServer};
   TimerHook timer_;  // connect timeout while Connecting, idle timeout while Relaying
   uint64_t last_active_ms_ = 0;
+  size_t queued_at_idle_check_ = 0;  // queued_for_peers() when the idle timer last found it > 0
   uint64_t started_ms_ = 0;
   std::optional<SideId> first_end_;  // the peer that ended its stream first
   bool quick_acks_restored_ = false;  // see quick_acks_from_first_reply()

@@ -1,7 +1,9 @@
 #include "net/sockets.h"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -125,6 +127,12 @@ int socket_error(int fd) {
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
   return err;
+}
+
+size_t unacked_bytes(int fd) {
+  int n = 0;
+  if (::ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0) return 0;
+  return static_cast<size_t>(n);
 }
 
 std::optional<unsigned> queued_clients(int listen_fd) {

@@ -57,6 +57,10 @@ void send_pending_ack(int fd);
 // The pending error of a socket (SO_ERROR), 0 when connected.
 int socket_error(int fd);
 
+// The bytes in a socket's send queue that its peer has not acknowledged yet (SIOCOUTQ; a FIN
+// counts as one); 0 when the kernel does not say.
+size_t unacked_bytes(int fd);
+
 // Makes the next close() of `fd` send a reset instead of a FIN.
 void set_reset_on_close(int fd);
 

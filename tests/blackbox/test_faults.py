@@ -5,6 +5,7 @@ half-closed sockets and channel counts are all back to where they started."""
 
 import hashlib
 import random
+import select
 import socket
 import threading
 import time
@@ -378,3 +379,91 @@ def test_clients_opening_and_vanishing(start_balance, backends):
     assert_settled(bal, baseline, timeout=20)
     for rec in echo.records:
         assert rec.ended.wait(h.scaled(10)), "a backend connection outlived its client"
+
+
+# --------------------------------------------------------------------------------------------
+# A reset after a half-close; -T with a slow or a stalled reader
+# --------------------------------------------------------------------------------------------
+
+def wait_reset_or_hangup(sock, timeout):
+    """True once `sock` reports an error or hang-up (a reset reached it); False after `timeout`."""
+    p = select.poll()
+    p.register(sock, select.POLLERR | select.POLLHUP)
+    deadline = time.monotonic() + h.scaled(timeout)
+    while time.monotonic() < deadline:
+        if p.poll(100):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_reset_after_half_close_reaches_the_other_peer(start_balance, backends, who):
+    """A peer half-closes, then resets while the other peer sends nothing: the reset reaches the
+    other peer at once (balance no longer reads the ended side, but still watches it), and balance
+    lets go of both sockets. It used to hold them until the other peer wrote again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    backends(listener)
+    bal, baseline = start(start_balance, backends, [h.channel(listener.getsockname()[1])])
+    with Chatter(bal):
+        c = h.connect(bal.port)
+        listener.settimeout(h.scaled(10))
+        s, _ = listener.accept()
+        ender, other = (c, s) if who == "client" else (s, c)
+        try:
+            ender.sendall(b"last words")
+            ender.shutdown(socket.SHUT_WR)
+            assert h.recv_until_eof(other, 10) == b"last words"
+            h.set_linger_reset(ender)
+            ender.close()
+            assert wait_reset_or_hangup(other, 10), f"the {who}'s reset never reached the other peer"
+            assert other.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
+        finally:
+            c.close()
+            s.close()
+    assert_settled(bal, baseline)
+
+
+def test_idle_timeout_spares_a_slow_reader(start_balance, backends):
+    """-T 1 and a client that reads a 5 MiB reply at about 1 MB/s: bytes reach it all the time,
+    though balance writes to it only when its send queue has room again, seconds apart. The
+    connection is not idle, and the whole reply arrives (sha256). It used to be cut after about
+    3.9 MB, with a FIN, as if complete."""
+    srv = backends(h.SinkServer(reply=5 * MiB, reply_when="start", half_close=True))
+    bal, baseline = start(start_balance, backends, [srv.address], opts=["-T", "1"])
+    with Chatter(bal):
+        c = h.connect(bal.port, timeout=30)
+        got = hashlib.sha256()
+        received = 0
+        deadline = time.monotonic() + h.scaled(60)
+        while time.monotonic() < deadline:
+            data = c.recv(16 * 1024)
+            if not data:
+                break
+            got.update(data)
+            received += len(data)
+            time.sleep(len(data) / 1e6)  # the workload itself: a reader of 1 MB/s
+        c.close()
+        rec = srv.wait_connections(1)[0]
+    assert (received, got.hexdigest()) == (5 * MiB, rec.sent_sha256), f"cut off after {received} bytes"
+    assert_settled(bal, baseline)
+
+
+def test_idle_timeout_resets_a_stalled_reader(start_balance, backends):
+    """-T 1 and a client that stops reading a long reply: nothing moves, and balance ends the
+    connection within two idle periods, with a reset on both sides, so that neither the client
+    nor the backend takes the cut stream for a complete one."""
+    srv = backends(h.SinkServer(reply=256 * MiB, reply_when="start"))
+    bal, baseline = start(start_balance, backends, [srv.address], opts=["-T", "1"])
+    with Chatter(bal):
+        c = h.connect(bal.port)
+        h.recv_exact(c, 1 * MiB, 30)  # then it stops reading
+        rec = srv.wait_connections(1)[0]
+        t0 = time.monotonic()
+        assert rec.ended.wait(h.scaled(10)), "the stalled connection was never ended"
+        waited = time.monotonic() - t0
+        assert rec.end == "reset", rec.end
+        with pytest.raises(ConnectionResetError):
+            h.recv_until_eof(c, 30, keep=False)
+        c.close()
+    assert waited < h.scaled(4), f"ended after {waited:.1f}s, expected at most two 1 s idle periods"
+    assert_settled(bal, baseline)
