@@ -206,7 +206,12 @@ void Proxy::drain() {
 // The listening sockets: inherited from the master being upgraded, or bound now (one per worker).
 std::vector<net::Fd> open_listeners(const cli::Config& config, std::optional<Inheritance>& inheritance,
                                     Failure& failure) {
-  if (inheritance) return std::move(inheritance->listeners);
+  if (inheritance) {
+    // A predecessor of an older version may not have set them all (SO_OOBINLINE came later),
+    // and the relay needs them on every client socket, which inherits them from the listener.
+    for (const auto& fd : inheritance->listeners) net::set_stream_options(fd.get());
+    return std::move(inheritance->listeners);
+  }
   return net::make_listeners({config.bind, config.port, config.force_ipv6}, worker_threads(config), failure);
 }
 
