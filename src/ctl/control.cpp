@@ -65,7 +65,7 @@ int shell_loop(Segment& segment, Input& input) {
   std::string line;
   for (;;) {
     const InputStatus status = input.read("balance[" + std::to_string(session.group) + "] ", line);
-    if (status == InputStatus::End) return write_stdout("\n") ? kExitOk : kExitIoErr;
+    if (status == InputStatus::End) return input.ended_the_line() || write_stdout("\n") ? kExitOk : kExitIoErr;
     if (status == InputStatus::TooLong) {
       if (!write_stdout("line too long\n")) return kExitIoErr;
       continue;

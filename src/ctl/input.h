@@ -16,6 +16,9 @@ class Input {
   // Shows `prompt` and reads one line (without its newline) into `line`. TooLong: a line over
   // kMaxLineLength was read and dropped. End: end of input.
   virtual InputStatus read(const std::string& prompt, std::string& line) = 0;
+  // After End: the input already ended the prompt's line on the screen (readline does when it
+  // turns bracketed paste off), so the shell's closing newline would leave an empty line.
+  virtual bool ended_the_line() const { return false; }
 };
 
 // Readline on the terminal that is standard input; the prompt goes to standard output.

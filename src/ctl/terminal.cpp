@@ -46,6 +46,11 @@ class TerminalInput final : public Input {
   }
   ~TerminalInput() override { clear_history(); }
 
+  bool ended_the_line() const override {
+    const char* paste = rl_variable_value("enable-bracketed-paste");
+    return rl_eof_found != 0 && paste != nullptr && std::strcmp(paste, "on") == 0;
+  }
+
   InputStatus read(const std::string& prompt, std::string& line) override {
     char* raw = readline(prompt.c_str());
     if (raw == nullptr) return InputStatus::End;

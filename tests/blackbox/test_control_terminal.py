@@ -2,6 +2,7 @@
 command names, history, and a clean exit on end of input (Ctrl-D)."""
 
 import os
+import re
 import select
 import subprocess
 import time
@@ -40,6 +41,21 @@ class Terminal:
                     assert self.seen.count(text) >= count, self.seen[-2000:]
         return self.seen
 
+    def rest(self, timeout=10):
+        """Reads the screen until the program closes the terminal; returns the screen."""
+        deadline = time.monotonic() + h.scaled(timeout)
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:  # EIO: the program closed the terminal
+                    return self.seen
+                if not data:
+                    return self.seen
+                self.seen += data.decode(errors="replace")
+        raise AssertionError(f"the terminal stayed open; saw {self.seen[-2000:]!r}")
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -69,6 +85,9 @@ def test_readline_completion_history_and_eof(start_balance, backends, rundir):
         term.wait_for("balance[3] ")
         term.type("\x04")  # Ctrl-D on an empty line: end of input
         assert term.proc.wait(timeout=h.scaled(10)) == 0
+        # One line break after the prompt (readline's or the shell's), not an empty line.
+        after = term.rest().rsplit("balance[3] ", 1)[1]
+        assert re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", after) == "\n", repr(after)
     finally:
         term.close()
     assert b.alive()
