@@ -229,6 +229,7 @@ std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std:
 }  // namespace
 
 int serve(const cli::Config& config, int argc, const char* const* argv) {
+  ignore_stray_signals();
   remember_invocation(argc, argv);
   raise_descriptor_limit();
   std::optional<Inheritance> inheritance = inherited();

@@ -12,8 +12,11 @@
 
 namespace balance::master {
 
+void ignore_stray_signals() {
+  for (int sig : {SIGPIPE, SIGUSR1, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR}) ::signal(sig, SIG_IGN);
+}
+
 Supervisor::Supervisor(bool foreground) : foreground_(foreground) {
-  ::signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR2}) sigaddset(&set, sig);

@@ -19,6 +19,11 @@ enum class Event {
   Timeout,
 };
 
+// Signals that would end the process by default but mean nothing to balance (SIGPIPE, SIGUSR1,
+// SIGALRM...): ignored from the start, so that a stray one cannot cut every connection and leave
+// the control segment behind.
+void ignore_stray_signals();
+
 class Supervisor {
  public:
   // Blocks the signals it handles in the calling thread (and so in threads started later).

@@ -77,6 +77,25 @@ def test_second_sigterm_stops_at_once(start_balance, backends):
     assert h.expect_closed(idle) in ("eof", "reset")
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGPIPE],
+                         ids=lambda s: signal.Signals(s).name)
+def test_stray_signals_are_ignored(start_balance, backends, sig):
+    """A signal that means nothing to balance (SIGUSR1 and SIGALRM used to kill it, cutting every
+    stream) leaves it serving: a live connection goes on, a new one is served."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"before") == b"before"
+    for _ in range(3):
+        b.proc.send_signal(sig)
+    with h.connect(port) as fresh:
+        assert echo_roundtrip(fresh, b"new") == b"new"
+    assert echo_roundtrip(live, b"after") == b"after"
+    assert b.alive()
+    live.close()
+
+
 def test_control_kill_waits_for_the_drain(start_balance, backends):
     """`balance -c kill` stops gracefully: a live connection still completes (kill waits for the
     grace period rather than cutting it short), then it prints the classic message."""
