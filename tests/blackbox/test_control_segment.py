@@ -96,6 +96,24 @@ def test_corrupted_header_is_a_clear_error_and_harms_nobody(inst):
     assert inst.ctl("show").rc == 0
 
 
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])
+def test_closed_standard_descriptors_leave_the_segment_alone(inst, closed):
+    """A control command run with stdin, stdout or stderr closed: the segment it opens must not
+    take that descriptor's place (its output used to be written into the live table, which then
+    had a bad magic)."""
+    flags = " ".join(inst.flags)
+    script = f'exec "$0" {flags} -c "disable 1" {inst.port} {closed}; '
+    subprocess.run(["sh", "-c", script, h.BALANCE_BIN], env=dict(os.environ, BALANCE_RUNDIR=inst.rundir),
+                   timeout=h.scaled(20), check=True)
+    script = f'exec "$0" {flags} -i {inst.port} {closed}'
+    subprocess.run(["sh", "-c", script, h.BALANCE_BIN], env=dict(os.environ, BALANCE_RUNDIR=inst.rundir),
+                   timeout=h.scaled(20), check=True)
+    result = inst.ctl("show")
+    assert result.rc == 0, result
+    assert [r["state"] for r in h.parse_show(result.stdout)] == ["ENA", "dis", "ENA"]
+    assert h.ask_name(inst.port) == "b1"
+
+
 def test_wrong_size_is_a_clear_error(inst):
     """A segment of the wrong size is refused (exit 65) before it is mapped."""
     os.truncate(inst.path, TABLE_SIZE + 4096)
