@@ -38,7 +38,10 @@ InputStatus LineReader::next(std::string& line) {
     }
     if (eof_ || !fill()) break;
   }
-  if (dropping) return InputStatus::TooLong;
+  if (dropping) {
+    buf_.clear();  // the last of the overlong line, read after the bound was passed
+    return InputStatus::TooLong;
+  }
   if (buf_.empty()) return InputStatus::End;
   line.swap(buf_);
   buf_.clear();

@@ -74,6 +74,15 @@ TEST(CtlLineReader, AnOverlongLastLineWithoutNewline) {
   EXPECT_EQ(p.next(line), ctl::InputStatus::End);
 }
 
+// The tail of an overlong last line, read after the bound was passed, is part of that line: it
+// must not come back as a line of its own (here it would run "kill").
+TEST(CtlLineReader, TheTailOfAnOverlongLastLineIsDroppedWithIt) {
+  Piped p(std::string(4096, 'x') + "kill");
+  std::string line;
+  EXPECT_EQ(p.next(line), ctl::InputStatus::TooLong);
+  EXPECT_EQ(p.next(line), ctl::InputStatus::End) << "came back as a line: " << line;
+}
+
 TEST(CtlLineReader, NulBytesPassThrough) {
   Piped p(std::string("sh\0ow\n", 6));
   std::string line;
