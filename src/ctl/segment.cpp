@@ -255,13 +255,11 @@ pid_t Segment::live_master(bool strict) const {
   return pid;
 }
 
+// Only if the name still refers to our segment (a successor may have made its own), checked
+// without a descriptor: a start that failed for want of descriptors removes it too.
 void Segment::unlink() {
-  const int fd = os::open_existing(name_, is_file_);
-  if (fd < 0) return;
   struct stat st{};
-  const bool ours = ::fstat(fd, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
-  ::close(fd);
-  if (ours) os::remove_name(name_, is_file_);
+  if (os::stat_name(name_, is_file_, st) && st.st_dev == dev_ && st.st_ino == ino_) os::remove_name(name_, is_file_);
 }
 
 Segment::WriteLock::WriteLock(Segment& s, int wait_ms) : fd_(s.fd_) {

@@ -71,6 +71,11 @@ int remove_name(const std::string& name, bool is_file) {
   return is_file ? ::unlink(name.c_str()) : ::shm_unlink(name.c_str());
 }
 
+bool stat_name(const std::string& name, bool is_file, struct stat& st) {
+  const std::string path = is_file ? name : "/dev/shm" + name;  // where glibc's shm_open() keeps it
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
 bool lock_byte(int fd, off_t byte, int wait_ms) {
   long waited = 0;
   long step = 1;

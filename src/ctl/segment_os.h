@@ -2,6 +2,7 @@
 // Internal to ctl; every function reports errno-style results and never throws.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <string>
@@ -27,6 +28,8 @@ int open_existing(const std::string& name, bool is_file);
 int create_exclusive(const std::string& name, bool is_file);
 // Removes the name; 0 or -1 with errno set.
 int remove_name(const std::string& name, bool is_file);
+// What the name refers to now, without opening it (no descriptor needed); false if nothing.
+bool stat_name(const std::string& name, bool is_file, struct stat& st);
 
 // Takes a write lock on one byte of `fd` (open file description lock). With `wait_ms` > 0,
 // retries until it is free or the time is up.

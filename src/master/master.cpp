@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <latch>
 #include <memory>
 #include <thread>
@@ -74,8 +75,9 @@ class Proxy {
   bool start_metrics(Failure& failure);
   // A start that failed after the segment was made: nobody will serve from it.
   void discard_segment() { segment_->unlink(); }
-  // Starts the workers; the proxy serves from here on.
-  void start();
+  // Starts the workers; the proxy serves from here on. False (with `failure`) when one of them,
+  // or the health checker, cannot be made (out of descriptors); none is started then.
+  bool start(Failure& failure);
   // Serves until a stop signal, then stops (gracefully unless told otherwise).
   void run();
 
@@ -103,7 +105,7 @@ bool Proxy::start_metrics(Failure& failure) {
   return metrics_ != nullptr;
 }
 
-void Proxy::start() {
+bool Proxy::start(Failure& failure) {
   core::Table& table = segment_->table();
   const unsigned threads = worker_threads(config_);
   table.header.threads.store(threads);
@@ -112,14 +114,24 @@ void Proxy::start() {
   // -p writes to the terminal; a daemon has none, so it never dumps.
   shared_ = std::make_unique<net::WorkerShared>(
       net::WorkerShared{config_, table, config_.packet_dump && config_.foreground});
-  for (unsigned i = 0; i < threads; ++i) {
+  int error = 0;
+  for (unsigned i = 0; i < threads && error == 0; ++i) {
     workers_.push_back(std::make_unique<net::Worker>(*shared_, i, listeners_for(i, threads)));
-    workers_.back()->start();
+    error = workers_.back()->error();
   }
-  if (config_.check_interval_s > 0) {
+  if (error == 0 && config_.check_interval_s > 0) {
     checker_ = std::make_unique<net::HealthChecker>(table, config_);
-    checker_->start();
+    error = checker_->error();
   }
+  if (error != 0) {
+    failure = {kExitOsErr, std::string("cannot create an event loop: ") + std::strerror(error) + ", exiting."};
+    checker_.reset();
+    workers_.clear();
+    return false;
+  }
+  for (auto& w : workers_) w->start();
+  if (checker_) checker_->start();
+  return true;
 }
 
 // The listeners worker `i` of `threads` accepts on: its own, and any beyond the thread count
@@ -244,23 +256,22 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     if (auto parent_exit = report.daemonize()) return *parent_exit;
   }
   log::init(!config.foreground, config.debug);
+  // A start that fails from here on says why where it was started from: on the terminal, to
+  // the parent that daemonized, to the master being upgraded.
+  const auto failed = [&] {
+    if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
+    report.send(failure);
+    if (inheritance) report_to_predecessor(*inheritance, failure);
+    return failure.exit_code;
+  };
 
   auto segment = open_segment(config, inheritance, failure);
-  if (!segment) {
-    if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
-    report.send(failure);
-    if (inheritance) report_to_predecessor(*inheritance, failure);
-    return failure.exit_code;
-  }
+  if (!segment) return failed();
   Proxy proxy(config, std::move(listeners), std::move(segment));
-  if (!proxy.start_metrics(failure)) {
+  if (!proxy.start_metrics(failure) || !proxy.start(failure)) {
     if (!inheritance) proxy.discard_segment();  // an upgrade's predecessor goes on serving from it
-    if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
-    report.send(failure);
-    if (inheritance) report_to_predecessor(*inheritance, failure);
-    return failure.exit_code;
+    return failed();
   }
-  proxy.start();
   report.send(std::nullopt);
   if (inheritance) report_to_predecessor(*inheritance, std::nullopt);
   sd_notify(0, "READY=1");

@@ -24,6 +24,8 @@ class HealthChecker {
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
 
+  // 0, or why the checker cannot run (its event loop could not be made): do not start() it then.
+  int error() const { return loop_.error(); }
   void start();
   void stop_and_join();
 

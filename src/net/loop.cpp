@@ -33,8 +33,7 @@ EventLoop::EventLoop()
       timers_(now_ms_),
       waker_(*this),
       thread_id_(std::this_thread::get_id()) {
-  if (!epoll_ || !wake_fd_) die("balance: cannot create event loop");
-  if (!add(wake_fd_.get(), EPOLLIN, waker_)) die("balance: epoll_ctl(ADD) of the loop's own eventfd");
+  if (!epoll_ || !wake_fd_ || !add(wake_fd_.get(), EPOLLIN, waker_)) error_ = errno;
 }
 
 void EventLoop::Waker::on_events(uint32_t) {

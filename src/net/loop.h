@@ -34,9 +34,14 @@ class Watch {
 
 class EventLoop {
  public:
+  // Check error() before use: creating the epoll instance or the wake-up eventfd can fail (out
+  // of descriptors at start-up).
   EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
+
+  // 0, or the errno that kept the loop from being made: it must not be run then.
+  int error() const { return error_; }
 
   // Watches `fd`. False (errno set) when the kernel refuses (ENOMEM, or ENOSPC at
   // fs.epoll.max_user_watches): the caller gives up that socket, the process goes on.
@@ -99,6 +104,7 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> has_posted_{false};
   std::thread::id thread_id_;
+  int error_ = 0;
   unsigned fork_fence_ = 0;  // loop thread only
 };
 

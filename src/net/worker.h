@@ -41,6 +41,9 @@ class Worker {
   // `done` runs on the worker's thread once it is.
   void fence_forks(bool raise, std::function<void()> done);
 
+  // 0, or why the worker cannot run (its event loop could not be made): do not start() it then.
+  int error() const { return loop_.error(); }
+
   // Loop-thread API for sessions and the acceptor.
   EventLoop& loop() { return loop_; }
   const WorkerShared& shared() const { return shared_; }

@@ -2,8 +2,10 @@
 At the limit the live connections keep flowing, new clients are shed cleanly (closed or refused,
 never left hanging), balance does not spin, and it recovers by itself once descriptors free up."""
 
+import os
 import random
 import socket
+import subprocess
 import threading
 import time
 
@@ -227,3 +229,19 @@ def test_every_backend_black_holed_clients_closed_after_timeouts(start_balance, 
     assert 1.5 < waited < h.scaled(5), waited
     rows = assert_settled(bal, baseline)
     assert all(r["state"] == "ENA" for r in rows), rows
+
+
+@pytest.mark.parametrize("foreground", [True, False], ids=["foreground", "daemon"])
+@pytest.mark.parametrize("opts", [["--threads", "8"], ["--threads", "5", "--check", "1"]], ids=["workers", "checker"])
+def test_too_few_descriptors_to_start_is_one_line_and_71(binary, rundir, backends, foreground, opts):
+    """With descriptors for the listeners but not for every worker's event loop (or the health
+    checker's), balance says so in one line and exits 71, leaving no control segment behind. It
+    used to abort (SIGABRT) in the foreground and exit 70 without the reason as a daemon."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    args = ["--nofile=16:16", "--", h.BALANCE_BIN] + (["-f"] if foreground else []) + opts + [str(port), srv.address]
+    res = subprocess.run(["prlimit", *args], capture_output=True, text=True, timeout=h.scaled(20),
+                         env=dict(os.environ, BALANCE_RUNDIR=rundir))
+    assert (res.returncode, res.stderr) == (71, "cannot create an event loop: Too many open files, exiting.\n"), res
+    assert not h.listening_pids(port)
+    assert not os.path.exists(h.segment_path(port, rundir, False))
