@@ -153,8 +153,10 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
   // (send_flags() holds them for the shutdown or close that follows). Otherwise skip the read
   // that would only say EAGAIN, unless an end of stream or urgent byte may be waiting behind it
   // (no new edge would announce it). A full read means the peer streams: splice from now on.
-  if (len < RelayBuffers::kSize && src_.only_fin_left()) eof_ = true;
-  else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  if (len < RelayBuffers::kSize && src_.only_fin_left()) {
+    eof_ = true;
+    if (dump) log::dump(dump_as_, data, 0);  // as the read that returns 0 would have
+  } else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
   if (len == RelayBuffers::kSize) splicing_ = true;
 
   ssize_t sent = 0;

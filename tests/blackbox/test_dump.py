@@ -64,3 +64,29 @@ def test_packet_dump_of_known_exchange(start_balance, backends):
     finally:
         got = bal.stdout()
     assert got == expected
+
+
+def test_end_of_stream_is_dumped_when_the_fin_comes_with_the_data(start_balance, backends):
+    """A client that sends and ends its stream at once (the FIN arrives with its bytes, which
+    balance then takes without a read that returns 0) still gets its `-> 0` block. It was left
+    out in that case."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    bal = start_balance(port, [srv.address], flags="-fp")
+    message = b"quick and gone"
+    rounds = 10
+    for _ in range(rounds):
+        with h.connect(port) as c:
+            c.sendall(message)
+            c.shutdown(socket.SHUT_WR)
+            assert h.recv_until_eof(c) == message
+    blocks = [reference_dump("->", message), reference_dump("-<", message),
+              reference_dump("->", b""), reference_dump("-<", b"")]
+    size = rounds * sum(len(b) for b in blocks)
+    try:
+        h.wait_for(lambda: len(bal.stdout_bytes()) >= size, 10, "the complete dump on stdout")
+    finally:
+        got = bal.stdout()
+    # The two directions' blocks interleave as the bytes happen to arrive; each must be there.
+    assert [got.count(b) for b in blocks] == [rounds] * 4, got
+    assert len(got) == size, got
