@@ -156,7 +156,9 @@ PumpStatus Direction::read_copy(RelayBuffers& buffers, std::atomic<uint64_t>* co
   if (len < RelayBuffers::kSize && src_.only_fin_left()) {
     eof_ = true;
     if (dump) log::dump(dump_as_, data, 0);  // as the read that returns 0 would have
-  } else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) src_.readable = false;
+  } else if (len < RelayBuffers::kSize && !src_.hangup && !src_.urgent) {
+    src_.readable = false;
+  }
   if (len == RelayBuffers::kSize) splicing_ = true;
 
   ssize_t sent = 0;
