@@ -18,11 +18,16 @@
 namespace balance::metrics {
 namespace {
 
-// Few threads: this is an operator's endpoint, not a web server. A keep-alive connection holds
-// a thread for at most kKeepAliveRequests requests, so waiting clients get their turn. The
-// short timeouts bound how long stopping waits: a thread notices the stop only between requests.
+// Few threads: this is an operator's endpoint, not a web server. One request per connection
+// ("Connection: close"): a connection holds a thread for one request only, so waiting clients
+// get their turn; a client that pipelines its requests learns that only the first is answered
+// (httplib left the pipelined ones unanswered); and what follows a request, such as the body
+// of a GET (never read), is not taken for the next request and held in memory (a 200 MB body
+// grew the master by 260 MB). Scrapes come seconds apart; a new connection each time costs
+// nothing worth keeping one alive for. The short timeouts bound how long stopping waits: a
+// thread notices the stop only between requests.
 constexpr size_t kPoolThreads = 4;
-constexpr size_t kKeepAliveRequests = 5;
+constexpr size_t kKeepAliveRequests = 1;
 constexpr time_t kKeepAliveS = 1;
 constexpr time_t kIoTimeoutS = 2;
 

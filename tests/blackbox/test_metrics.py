@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 import harness as h
+from test_faults_support import rss_kib
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -253,6 +254,39 @@ def test_http_surface(start_balance, backends):
     for method in ("POST", "PUT", "DELETE"):
         status, headers, _ = http_get(m.port, "/metrics", method=method)
         assert status == 405 and headers["Allow"] == "GET, HEAD", (method, status)
+
+
+def test_the_body_of_a_get_is_not_held_in_memory(start_balance, backends):
+    """A GET followed by a 64 MiB body: the body is never read, so the master does not grow by
+    it (it used to take the body for the next request and hold all of it)."""
+    srv = backends(h.EchoServer())
+    b, m = start_with_metrics(start_balance, [srv.address])
+    assert http_get(m.port, "/metrics")[0] == 200  # one-time allocations done
+    before = rss_kib(b.pid)
+    size = 64 << 20
+    with socket.create_connection(("127.0.0.1", m.port), timeout=h.scaled(10)) as s:
+        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+        chunk = b"x" * (1 << 20)
+        try:
+            for _ in range(size // len(chunk)):
+                s.sendall(chunk)
+        except OSError:  # the server answered and closed without reading the body
+            pass
+    assert http_get(m.port, "/metrics")[0] == 200
+    grown = rss_kib(b.pid) - before
+    assert grown < 16 * 1024, f"the master grew by {grown} KiB"
+
+
+def test_pipelined_requests_get_one_answer_and_a_close(start_balance, backends):
+    """Three requests in one send: the first is answered with "Connection: close" and the
+    connection ends, so the client sends the others again (they were left unanswered)."""
+    srv = backends(h.EchoServer())
+    _, m = start_with_metrics(start_balance, [srv.address])
+    request = b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", m.port), timeout=h.scaled(10)) as s:
+        s.sendall(request * 3)
+        got = h.recv_until_eof(s, 10)
+    assert got.count(b"HTTP/1.1 200 OK") == 1 and got.count(b"Connection: close") == 1, got[:300]
 
 
 @pytest.mark.skipif(not h.have_ipv6(), reason="no IPv6 loopback")
