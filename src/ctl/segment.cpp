@@ -1,9 +1,11 @@
 #include "ctl/segment.h"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -14,6 +16,53 @@
 
 namespace balance::ctl {
 namespace {
+
+// What the SIGBUS handler knows of the one segment a process maps (only lock-free atomics and
+// a message written before the handler is installed: it runs inside a fault).
+struct SizeGuard {
+  std::atomic<const char*> base{nullptr};
+  std::atomic<int> fd{-1};
+  std::atomic<int> wake{-1};  // the master's eventfd once it serves; -1: a client
+  std::atomic<bool> truncated{false};
+  char message[512] = {};
+};
+SizeGuard g_guard;
+
+void on_sigbus(int sig, siginfo_t* info, void* /*context*/) {
+  const char* base = g_guard.base.load();
+  const auto* addr = static_cast<const char*>(info->si_addr);
+  if (base == nullptr || addr < base || addr >= base + sizeof(core::Table)) {
+    ::signal(sig, SIG_DFL);  // not ours: the retried access dies of it, as without a handler
+    return;
+  }
+  const int wake = g_guard.wake.load();
+  if (wake < 0) {
+    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, g_guard.message, std::strlen(g_guard.message));
+    ::_exit(kExitDataErr);
+  }
+  if (::ftruncate(g_guard.fd.load(), sizeof(core::Table)) != 0) {
+    ::signal(sig, SIG_DFL);
+    return;
+  }
+  g_guard.truncated.store(true);
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
+}
+
+// From the mapping on: faults on it end the process with one line (clients), until a master
+// takes them over (Segment::guard_size).
+void guard_mapping(const void* base, int fd, const InstanceId& id) {
+  const std::string message = "control segment of balance on " + instance_label(id.port, id.bind_text) +
+                              " was truncated by another process, exiting.\n";
+  std::strncpy(g_guard.message, message.c_str(), sizeof g_guard.message - 1);
+  g_guard.fd.store(fd);
+  g_guard.base.store(static_cast<const char*>(base));
+  struct sigaction sa{};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
+}
 
 Failure invalid_failure(const InstanceId& id, const std::string& why) {
   return {kExitDataErr,
@@ -109,7 +158,11 @@ Failure permission_failure(const InstanceId& id) {
 }
 
 Segment::~Segment() {
-  if (table_ != nullptr) ::munmap(table_, sizeof(core::Table));
+  if (table_ != nullptr) {
+    const char* mine = reinterpret_cast<const char*>(table_);
+    g_guard.base.compare_exchange_strong(mine, nullptr);
+    ::munmap(table_, sizeof(core::Table));
+  }
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -128,8 +181,13 @@ bool Segment::map(Failure& failure) {
     return false;
   }
   table_ = static_cast<core::Table*>(p);
+  guard_mapping(p, fd_, id_);
   return true;
 }
+
+void Segment::guard_size(int wake) { g_guard.wake.store(wake); }
+
+bool Segment::take_truncation() { return g_guard.truncated.exchange(false); }
 
 std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure) {
   if (id.use_mmap && !os::ensure_run_directory(run_directory(), failure)) return nullptr;
@@ -237,6 +295,11 @@ bool Segment::check_header(Failure& failure, const Trace& trace) const {
     return false;
   }
   return true;
+}
+
+void Segment::reinitialize() {
+  table_->init(::getpid(), own_start_ticks(), static_cast<int64_t>(std::time(nullptr)));
+  publish_master();
 }
 
 void Segment::publish_master() {

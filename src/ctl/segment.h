@@ -90,6 +90,16 @@ class Segment {
   // Records the calling process as the master (pid and start ticks). create() does it; call it
   // again only if the segment was created before a fork.
   void publish_master();
+
+  // Another process of the owner may truncate the segment's file, and the next access to the
+  // pages it cut off faults (SIGBUS). From the mapping on, such a fault ends a client with one
+  // line and exit 65. A master calls guard_size() once it serves: the fault handler then puts
+  // the size back (the access is retried and reads zeros) and writes 1 to the eventfd `wake`;
+  // take_truncation() says once that it happened, for the master to write the table anew.
+  void guard_size(int wake);
+  bool take_truncation();
+  // Master side: writes the header anew (as create() does), for a table that was lost.
+  void reinitialize();
   // The master recorded in the header, if it is a live process of the segment's owner that
   // started when the header says and the liveness lock is held; 0 otherwise. With `strict`,
   // it must also have this very segment mapped (checked before signalling it).

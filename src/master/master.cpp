@@ -84,6 +84,7 @@ class Proxy {
  private:
   void drain();
   bool upgrade();
+  void restore_table();
   void fence_forks(bool raise);
   std::vector<int> listeners_for(unsigned i, unsigned threads) const;
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
@@ -131,7 +132,25 @@ bool Proxy::start(Failure& failure) {
   }
   for (auto& w : workers_) w->start();
   if (checker_) checker_->start();
+  segment_->guard_size(supervisor_.wake_fd());
   return true;
+}
+
+// Another process truncated the segment's file; the fault handler put the size back, and the
+// pages cut off read as zeros. The table is written anew from the command line, so that the
+// workers find channels and the control shell a valid header again; what was changed at run
+// time is lost. Workers read the table throughout, as they read a corrupted one: no crash, and
+// their connection counts only ever go down to zero.
+void Proxy::restore_table() {
+  log::write(log::Level::Error,
+             "the control segment was truncated by another process: its state is lost; written anew from the "
+             "command line");
+  core::Table& table = segment_->table();
+  segment_->reinitialize();
+  fill_table(table, config_);
+  table.header.threads.store(worker_count());
+  table.header.grace_s.store(config_.grace_s);
+  if (checker_) table.header.flags.fetch_or(core::kFlagChecks);
 }
 
 // The listeners worker `i` of `threads` accepts on: its own, and any beyond the thread count
@@ -150,6 +169,7 @@ std::vector<int> Proxy::listeners_for(unsigned i, unsigned threads) const {
 void Proxy::run() {
   for (;;) {
     const Event e = supervisor_.wait(-1);
+    if (segment_->take_truncation()) restore_table();
     if (e == Event::Stop) {
       drain();
       break;

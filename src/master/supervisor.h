@@ -37,6 +37,8 @@ class Supervisor {
   std::function<void()> drained_callback();
   unsigned stopped_accepting() const { return stopped_accepting_.load(); }
   unsigned drained() const { return drained_.load(); }
+  // The eventfd that wakes wait() (Event::Workers), for a signal handler to write 1 to.
+  int wake_fd() const { return event_fd_.get(); }
 
  private:
   void notify();

@@ -122,6 +122,49 @@ def test_wrong_size_is_a_clear_error(inst):
     assert h.ask_name(inst.port) == "b1"
 
 
+def ask_or_closed(port):
+    """The backend's name, or None when balance closed the connection at once."""
+    try:
+        return h.ask_name(port)
+    except AssertionError:
+        return None
+
+
+@pytest.mark.parametrize("size", [0, 4096])
+def test_truncated_segment_crashes_nobody(inst, size):
+    """Another process truncates the segment while a shell is attached. The shell's next look at
+    the table ends it with one line (exit 65). The master goes on serving (it died of SIGBUS):
+    when it meets a page that was cut off, it puts the size back and writes the table anew from
+    its command line; the client that met the loss may be closed."""
+    env = dict(os.environ, BALANCE_RUNDIR=inst.rundir)
+    shell = subprocess.Popen([h.BALANCE_BIN, *inst.flags, "-i", str(inst.port)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert shell.stdout.read1(4096).startswith(b"balance "), "no banner"  # attached and mapped
+        os.truncate(inst.path, size)
+        out, err = shell.communicate(b"show\n", timeout=h.scaled(10))
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+    assert shell.returncode == 65, (shell.returncode, out, err)
+    assert err == (f"control segment of balance on port {inst.port} was truncated by another process, "
+                   "exiting.\n").encode()
+    assert ask_or_closed(inst.port) in ("b1", None)
+    assert inst.balance.alive()
+    if size > 0:  # the channels' page survived: the master has nothing to mend yet, and serves
+        assert h.ask_name(inst.port) in ("b1", "b2")
+        result = inst.ctl("show")
+        assert result.rc == 65 and f"size {size}, expected {TABLE_SIZE}" in result.stderr, result
+        return
+    h.wait_for(lambda: "the control segment was truncated by another process" in inst.balance.stderr(), 10,
+               "the master's log line")
+    assert os.stat(inst.path).st_size == TABLE_SIZE
+    result = inst.ctl("show")
+    assert result.rc == 0 and [r["state"] for r in h.parse_show(result.stdout)] == ["ENA"] * 3, result
+    assert [h.ask_name(inst.port) for _ in range(4)] == ["b1", "b2", "b1", "b2"]
+
+
 def test_counts_out_of_range_crash_neither_client_nor_master(inst):
     """Huge channel counts and unknown group types: every command still answers, the master
     keeps running and still serves or closes clients."""
