@@ -88,6 +88,17 @@ struct Rig {
   }
 };
 
+// Ends the writer's stream, then pumps as the events of a socket with urgent data would, until
+// the direction is done (bounded); false if it never is.
+bool end_and_pump_until_done(Rig& rig) {
+  ::shutdown(rig.writer(), SHUT_WR);
+  for (int i = 0; i < 200 && !rig.dir.done(); ++i) {
+    wait_readable(rig.src.fd.get(), 20);
+    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
+  }
+  return rig.dir.done();
+}
+
 // Bytes written by the peer come out at the other end unchanged, and are counted.
 TEST(Relay, ForwardsBytesAndCounts) {
   Rig rig;
@@ -197,18 +208,13 @@ TEST(Relay, AnErrorIsReadNotTakenForTheEnd) {
   EXPECT_EQ(rig.dir.error(), ECONNRESET);
 }
 
-// Urgent data is read out of band and sent out of band, between the bytes around it.
+// Urgent data is sent on as urgent data, between the bytes around it.
 TEST(Relay, UrgentDataStaysUrgentAndInPlace) {
   Rig rig;
   ASSERT_EQ(::send(rig.writer(), "ab", 2, 0), 2);
   ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
   ASSERT_EQ(::send(rig.writer(), "cd", 2, 0), 2);
-  ::shutdown(rig.writer(), SHUT_WR);
-  for (int i = 0; i < 100 && !rig.dir.done(); ++i) {
-    wait_readable(rig.src.fd.get(), 20);
-    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
-  }
-  ASSERT_TRUE(rig.dir.done());
+  ASSERT_TRUE(end_and_pump_until_done(rig));
   // The reader sees "ab", then the mark with the urgent byte, then "cd".
   std::string before;
   char buf[16];
@@ -277,12 +283,7 @@ TEST(Relay, BackToBackUrgentBytesLoseNoByte) {
   ASSERT_EQ(::send(rig.writer(), "bbbb", 4, 0), 4);
   ASSERT_EQ(::send(rig.writer(), "Y", 1, MSG_OOB), 1);
   ASSERT_EQ(::send(rig.writer(), "cccc", 4, 0), 4);
-  ::shutdown(rig.writer(), SHUT_WR);
-  for (int i = 0; i < 100 && !rig.dir.done(); ++i) {
-    wait_readable(rig.src.fd.get(), 20);
-    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
-  }
-  ASSERT_TRUE(rig.dir.done());
+  ASSERT_TRUE(end_and_pump_until_done(rig));
   const auto [stream, marks] = read_inline_with_marks(rig.reader());
   EXPECT_EQ(stream, "aaaaXbbbbYcccc");
   EXPECT_EQ(marks, std::vector<size_t>{9}) << "Y, and only Y, arrives urgent";
@@ -443,12 +444,7 @@ TEST(Relay, UrgentDataWhileSplicing) {
   ASSERT_TRUE(rig.dir.splicing());
   ASSERT_EQ(::send(rig.writer(), "!", 1, MSG_OOB), 1);
   ASSERT_EQ(::send(rig.writer(), "tail", 4, 0), 4);
-  ::shutdown(rig.writer(), SHUT_WR);
-  for (int i = 0; i < 200 && !rig.dir.done(); ++i) {
-    wait_readable(rig.src.fd.get(), 20);
-    rig.pump(EPOLLIN | EPOLLPRI | EPOLLRDHUP);
-  }
-  ASSERT_TRUE(rig.dir.done());
+  ASSERT_TRUE(end_and_pump_until_done(rig));
   ASSERT_TRUE(wait_readable(rig.reader()));
   expect_urgent_then(rig.reader(), '!', "tail");
 }
