@@ -285,6 +285,15 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     return failure.exit_code;
   };
 
+  // Not an error: the address may come up later (a floating address); meanwhile every connect
+  // fails, which only -d would say.
+  if (config.out_bind) {
+    if (const int err = net::local_bind_error(*config.out_bind)) {
+      log::write(log::Level::Warning, "-B %s: %s; connections to the channels fail until it can be used",
+                 config.out_bind->host_string().c_str(), std::strerror(err));
+    }
+  }
+
   auto segment = open_segment(config, inheritance, failure);
   if (!segment) return failed();
   Proxy proxy(config, std::move(listeners), std::move(segment));

@@ -122,6 +122,18 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
   return r;
 }
 
+int local_bind_error(const core::Endpoint& local) {
+  core::Endpoint e = local;
+  e.port = 0;
+  sockaddr_storage ss;
+  const socklen_t len = e.to_sockaddr(ss);
+  if (len == 0) return EAFNOSUPPORT;
+  Fd fd(::socket(e.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return errno;
+  set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);  // takes no port
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 ? 0 : errno;
+}
+
 int socket_error(int fd) {
   int err = 0;
   socklen_t len = sizeof err;

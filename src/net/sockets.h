@@ -54,6 +54,10 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
 // mode (TCP_QUICKACK on): the data that comes next is acknowledged on arrival.
 void send_pending_ack(int fd);
 
+// 0 if a TCP socket can be bound to `local` (its port ignored) now, else why not (errno): an
+// address that is not this host's gives EADDRNOTAVAIL.
+int local_bind_error(const core::Endpoint& local);
+
 // The pending error of a socket (SO_ERROR), 0 when connected.
 int socket_error(int fd);
 

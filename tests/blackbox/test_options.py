@@ -40,6 +40,16 @@ def test_outgoing_bind_family_mismatch_fails_over(start_balance, backends):
     assert h.ask_name(port) == "four"
 
 
+def test_outgoing_bind_address_not_of_this_host_is_warned_about(start_balance, backends):
+    """-B with an address this host does not have: balance starts (the address may come up
+    later), but says at once why every connection will fail, not only under -d."""
+    srv = backends(h.NameServer("a"))
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["-B", "192.0.2.1"])
+    h.wait_for(lambda: "-B 192.0.2.1: Cannot assign requested address" in b.stderr(), 10, "the warning")
+    assert b.alive()
+
+
 def test_force_ipv6_listener(start_balance, backends):
     """-6 resolves -b as IPv6: `-6 -b 127.0.0.1` listens on an IPv6 socket bound to
     ::ffff:127.0.0.1, which IPv4 clients reach."""
