@@ -215,8 +215,7 @@ std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure)
     os::remove_name(seg->name_, seg->is_file_);
     return nullptr;
   }
-  seg->table_->init(::getpid(), own_start_ticks(), static_cast<int64_t>(std::time(nullptr)));
-  seg->publish_master();
+  seg->reinitialize();
   return seg;
 }
 

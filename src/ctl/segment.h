@@ -98,7 +98,8 @@ class Segment {
   // take_truncation() says once that it happened, for the master to write the table anew.
   void guard_size(int wake);
   bool take_truncation();
-  // Master side: writes the header anew (as create() does), for a table that was lost.
+  // Master side: writes the header anew, the calling process as the master (create(), and a
+  // table that was lost).
   void reinitialize();
   // The master recorded in the header, if it is a live process of the segment's owner that
   // started when the header says and the liveness lock is held; 0 otherwise. With `strict`,
