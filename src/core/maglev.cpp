@@ -47,10 +47,18 @@ Name channel_name(const Endpoint& e) {
 
 constexpr uint64_t low_bits(uint32_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
 
+// Every channel of the group but those hash_pending (created or reassigned, not enabled since).
+uint64_t members_of(const Table& table, uint32_t g, uint32_t count) {
+  uint64_t members = 0;
+  for (uint32_t i = 0; i < count; ++i)
+    if (table.groups[g].channels[i].hash_pending.load(std::memory_order_relaxed) == 0) members |= uint64_t{1} << i;
+  return members;
+}
+
 // `spec` is what maglev_spec(table, g) would read now; compared in place, without building one.
 bool spec_matches(const MaglevSpec& spec, const Table& table, uint32_t g) {
   const uint32_t count = table.channel_count(g);
-  if (count != spec.count || spec.members != low_bits(count)) return false;
+  if (count != spec.count || spec.members != members_of(table, g, count)) return false;
   for (uint32_t i = 0; i < count; ++i) {
     const Channel& ch = table.groups[g].channels[i];
     if (effective_weight(ch.weight.load(std::memory_order_relaxed)) != spec.weights[i]) return false;
@@ -95,7 +103,7 @@ MaglevSpec maglev_spec(const Table& table, uint32_t g) {
   MaglevSpec spec;
   if (g >= kMaxGroups) return spec;
   spec.count = table.channel_count(g);
-  spec.members = low_bits(spec.count);
+  spec.members = members_of(table, g, spec.count);
   for (uint32_t i = 0; i < spec.count; ++i) {
     const Channel& ch = table.groups[g].channels[i];
     spec.endpoints[i] = ch.endpoint();

@@ -105,6 +105,7 @@ void Table::init(int32_t master_pid, uint64_t master_start_ticks, int64_t start_
       ch.sent.store(0);
       ch.rcvd.store(0);
       ch.swrr_current.store(0);
+      ch.hash_pending.store(0);
     }
   }
 }
@@ -140,6 +141,7 @@ int Table::append_channel(uint32_t g, const Endpoint& e, uint32_t maxc, bool ena
   ch.reset_counters();
   ch.failures.store(0, std::memory_order_relaxed);
   ch.swrr_current.store(0, std::memory_order_relaxed);
+  ch.hash_pending.store(enabled ? 0 : 1, std::memory_order_relaxed);
   groups[g].nchannels.store(n + 1, std::memory_order_release);  // publish last
   return static_cast<int>(n);
 }

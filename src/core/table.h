@@ -53,6 +53,10 @@ struct alignas(64) Channel {
   alignas(64) std::atomic<uint64_t> sent;  // client -> server bytes
   std::atomic<uint64_t> rcvd;              // server -> client bytes
   std::atomic<int64_t> swrr_current;       // smooth weighted round robin state
+  // 1: created or given a new address by the control shell and not enabled since. Such a channel
+  // is left out of its hash group's Maglev table, so that adding it moves no client until it is
+  // enabled. (0 in a segment an older balance wrote: this word was padding there.)
+  std::atomic<uint32_t> hash_pending;
 
   // Reads the endpoint; an invalid Endpoint if a writer never finished (corrupt segment).
   Endpoint endpoint() const;
@@ -107,7 +111,8 @@ struct Table {
   GroupType group_type(uint32_t g) const;
   bool checks_on() const { return (header.flags.load(std::memory_order_relaxed) & kFlagChecks) != 0; }
 
-  // Appends a channel to group g (setup and `create`); returns its index, or -1 when full.
+  // Appends a channel to group g (setup and `create`); returns its index, or -1 when full. One
+  // appended disabled is hash_pending until enabled.
   int append_channel(uint32_t g, const Endpoint& e, uint32_t maxc, bool enabled, uint32_t weight = 1);
 };
 

@@ -101,7 +101,13 @@ Reply Executor::set_enabled(Args args, const Session& session, bool enable) {
   if (n.value >= table_.channel_count(session.group)) return {"no such " + label + "\n"};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   uint32_t before = 0;
-  if (!write_([&] { before = ch.enabled.exchange(enable ? 1 : 0); })) return {kBusy};
+  // Enabled first, then a member of its hash group's table: a client never meets it as a member
+  // that is still disabled.
+  const bool locked = write_([&] {
+    before = ch.enabled.exchange(enable ? 1 : 0);
+    if (enable) ch.hash_pending.store(0, std::memory_order_release);
+  });
+  if (!locked) return {kBusy};
   const char* state = enable ? "enabled\n" : "disabled\n";
   if ((before != 0) == enable) return {label + " already " + state};
   return {label + " " + state};
@@ -176,7 +182,11 @@ Reply Executor::assign(Args args, const Session& session) {
   const bool locked = write_([&] {
     // Enabled by another client while we resolved: the address of a live channel stays.
     still_disabled = ch.enabled.load(std::memory_order_relaxed) == 0;
-    if (still_disabled) ch.set_endpoint(target.endpoint);
+    if (!still_disabled) return;
+    // Out of its hash group's table first: the new address's place in it would move other
+    // channels' clients while this one cannot take them. It takes its place when enabled.
+    ch.hash_pending.store(1, std::memory_order_relaxed);
+    ch.set_endpoint(target.endpoint);
   });
   if (!locked) return {kBusy};
   return {still_disabled ? "channel reassigned\n" : must_disable};

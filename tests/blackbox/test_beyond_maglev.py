@@ -79,3 +79,20 @@ def test_hash_failover_moves_only_the_lost_channels_clients(start_balance, backe
         assert b.ctl(f"enable {index}").stdout.strip() == f"channel {index} enabled"
     assert mapping(with_h) == before
     assert mapping(without_h) == before
+
+
+@pytest.mark.parametrize("opts", [[], ["-H"]], ids=["plain", "H"])
+def test_a_created_channel_moves_no_client_until_enabled(start_balance, backends, channels, opts):
+    """`create` adds a channel disabled ("enable it when it is ready"): until then every client
+    keeps its backend -- none is refused, none moves (with -H none is sent elsewhere in the group
+    first, then moved again on `enable`). Once enabled, the new channel takes its share."""
+    fresh = backends(h.NameServer("s4"))
+    port = h.free_port()
+    bal = start_balance(port, [s.address for s in channels] + ["%"], opts=opts)
+    before = mapping(port)
+    host, fresh_port = fresh.address.rsplit(":", 1)
+    assert bal.ctl(f"create {host} {fresh_port}").stdout.strip() == "channel created"
+    assert mapping(port) == before
+    assert bal.ctl("enable 4").stdout.strip() == "channel 4 enabled"
+    after = mapping(port)
+    assert "s4" in after.values(), after  # 39 clients, a fifth of the table each way

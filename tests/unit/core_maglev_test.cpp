@@ -341,3 +341,44 @@ TEST(MaglevCache, SpecFromTheChannelTable) {
   core::MaglevCache cache;
   EXPECT_EQ(map_all(cache.table_for(*table, 0)), map_all(*build(spec)));
 }
+
+// A channel created by the control shell starts disabled and out of the table: no client moves
+// until it is enabled, and then about a fifth of them, nearly all to it (Maglev moves a few
+// between the others as well). `assign` takes a channel out the same way: its new address's
+// place in the table moves no client of another channel before it is enabled.
+TEST(MaglevCache, ACreatedChannelMovesNoClientUntilEnabled) {
+  auto table = std::make_unique<core::Table>();
+  table->init(1, 0, 0);
+  const auto spec = make_spec(5);
+  for (uint32_t i = 0; i < 4; ++i) ASSERT_GE(table->append_channel(0, spec.endpoints[i], 0, true), 0);
+  core::MaglevCache cache;
+  const std::vector<uint32_t> before = map_all(cache.table_for(*table, 0));
+
+  ASSERT_EQ(table->append_channel(0, spec.endpoints[4], 0, false), 4);  // `create`
+  EXPECT_EQ(cache.table_for(*table, 0).spec().members, 0b01111u);
+  EXPECT_EQ(map_all(cache.table_for(*table, 0)), before);
+
+  core::Channel& created = table->groups[0].channels[4];
+  created.enabled.store(1);  // `enable 4`
+  created.hash_pending.store(0);
+  const std::vector<uint32_t> after = map_all(cache.table_for(*table, 0));
+  EXPECT_EQ(after, map_all(*build(spec)));
+  size_t to_it = 0, between_others = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (after[i] != before[i]) ++(after[i] == 4 ? to_it : between_others);
+  }
+  EXPECT_NEAR(static_cast<double>(to_it) / kClients, 0.2, 0.03);
+  EXPECT_LT(static_cast<double>(between_others) / kClients, 0.04);
+
+  core::Channel& reassigned = table->groups[0].channels[1];  // `disable 1`, `assign 1 ...`
+  reassigned.enabled.store(0);
+  reassigned.hash_pending.store(1);
+  reassigned.set_endpoint(v4(0x0a0a0a0au, 8080));
+  const std::vector<uint32_t> out = map_all(cache.table_for(*table, 0));
+  size_t others_moved = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_NE(out[i], 1u);
+    if (after[i] != 1 && out[i] != after[i]) ++others_moved;
+  }
+  EXPECT_LT(static_cast<double>(others_moved) / kClients, 0.04);
+}
