@@ -13,7 +13,8 @@
 namespace balance::master {
 
 void ignore_stray_signals() {
-  for (int sig : {SIGPIPE, SIGUSR1, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR}) ::signal(sig, SIG_IGN);
+  for (int sig : {SIGPIPE, SIGUSR1, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT}) ::signal(sig, SIG_IGN);
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) ::signal(sig, SIG_IGN);  // (those glibc leaves free)
 }
 
 Supervisor::Supervisor(bool foreground) : foreground_(foreground) {
@@ -45,8 +46,9 @@ Event Supervisor::wait(int timeout_ms) {
     case SIGHUP:
       return Event::Workers;  // nothing to reload: the caller just waits again
     default:
-      log::write(log::Level::Notice, "signal %d received, %s", sig, stopping_ ? "stopping now" : "shutting down");
-      if (stopping_ || (sig == SIGINT && foreground_)) return Event::StopNow;
+      const bool now = stopping_ || (sig == SIGINT && foreground_);
+      log::write(log::Level::Notice, "signal %d received, %s", sig, now ? "stopping now" : "shutting down");
+      if (now) return Event::StopNow;
       stopping_ = true;
       return Event::Stop;
   }

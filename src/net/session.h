@@ -36,7 +36,9 @@ class Session {
   // Starts the first connect. May close the session at once (no channel answered).
   void start();
   // Closes the session now (the process is stopping).
-  void shutdown() { close(EndReason::Shutdown); }
+  // A stop cuts the connection: both peers get a reset, so that neither takes the cut stream for
+  // a complete one.
+  void shutdown() { close(EndReason::Shutdown, true); }
 
   size_t index = 0;  // position in the worker's session list (owned by Worker)
 

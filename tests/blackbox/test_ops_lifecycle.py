@@ -49,7 +49,8 @@ def test_graceful_stop_lets_live_connections_finish(start_balance, backends):
 
 
 def test_grace_period_ends_what_is_left(start_balance, backends):
-    """A connection that does not finish within --grace is closed when the grace period ends."""
+    """A connection that does not finish within --grace is cut when the grace period ends, with a
+    reset to both peers: an end of stream would pass the cut stream off as complete."""
     srv = backends(h.EchoServer())
     port = h.free_port()
     b = start_balance(port, [srv.address], opts=["--grace", "1"])
@@ -59,12 +60,15 @@ def test_grace_period_ends_what_is_left(start_balance, backends):
     b.proc.send_signal(signal.SIGTERM)
     assert b.wait_exit(15) == 0
     assert time.monotonic() - started >= 0.9
-    assert h.expect_closed(idle) in ("eof", "reset")
+    assert h.expect_closed(idle) == "reset"
     assert "grace period over" in b.stderr()
+    rec = srv.records[0]
+    assert rec.ended.wait(h.scaled(10))
+    assert rec.end == "reset"
 
 
 def test_second_sigterm_stops_at_once(start_balance, backends):
-    """A second SIGTERM during the drain stops balance at once, closing what is left."""
+    """A second SIGTERM during the drain stops balance at once, resetting what is left."""
     srv = backends(h.EchoServer())
     port = h.free_port()
     b = start_balance(port, [srv.address], opts=["--grace", "600"])
@@ -74,11 +78,32 @@ def test_second_sigterm_stops_at_once(start_balance, backends):
     h.wait_for(lambda: "shutting down" in b.stderr(), 10, "the drain to begin")
     b.proc.send_signal(signal.SIGTERM)
     assert b.wait_exit(10) == 0
-    assert h.expect_closed(idle) in ("eof", "reset")
+    assert h.expect_closed(idle) == "reset"
+    assert "stopping now" in b.stderr()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGPIPE],
-                         ids=lambda s: signal.Signals(s).name)
+def test_sigint_in_the_foreground_stops_at_once_and_says_so(start_balance, backends):
+    """SIGINT in the foreground (Ctrl-C) stops at once, as documented, and the log says "stopping
+    now", not "shutting down" (which announces a drain that does not happen)."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "600"])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"x") == b"x"
+    b.proc.send_signal(signal.SIGINT)
+    assert b.wait_exit(10) == 0
+    assert h.expect_closed(live) == "reset"
+    assert "signal 2 received, stopping now" in b.stderr()
+    assert "shutting down" not in b.stderr()
+
+
+STRAY_SIGNALS = [signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGPIPE, signal.SIGSTKFLT,
+                 signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX]
+
+
+@pytest.mark.parametrize("sig", STRAY_SIGNALS,
+                         ids=lambda s: f"SIGRTMIN+{s - signal.SIGRTMIN}" if s > signal.SIGRTMIN and s < signal.SIGRTMAX
+                         else signal.Signals(s).name)
 def test_stray_signals_are_ignored(start_balance, backends, sig):
     """A signal that means nothing to balance (SIGUSR1 and SIGALRM used to kill it, cutting every
     stream) leaves it serving: a live connection goes on, a new one is served."""
