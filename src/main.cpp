@@ -7,6 +7,7 @@
 #include "cli/options.h"
 #include "core/failure.h"
 #include "ctl/control.h"
+#include "ctl/segment.h"
 #include "master/master.h"
 
 namespace {
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   if (!outcome.config) return outcome.exit_code;
 
   const cli::Config& config = *outcome.config;
+  ctl::settle_run_directory();
   switch (config.mode) {
     case cli::Mode::Interactive:
       return ctl::run_shell(config);

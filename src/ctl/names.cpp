@@ -56,6 +56,14 @@ std::string run_directory() {
   return "/tmp/balance-" + std::to_string(::geteuid());
 }
 
+void settle_run_directory() {
+  const char* env = std::getenv("BALANCE_RUNDIR");
+  if (env == nullptr || *env == '\0' || *env == '/') return;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return;  // left relative: nothing better to do
+  ::setenv("BALANCE_RUNDIR", (std::string(cwd) + "/" + env).c_str(), 1);
+}
+
 std::string segment_stem(uint16_t port, std::string_view bind_text) {
   std::string stem = "balance." + std::to_string(port);
   if (!bind_text.empty()) stem += "." + encode_bind(bind_text);

@@ -31,6 +31,10 @@ struct InstanceId {
 // $BALANCE_RUNDIR overrides. Not created here.
 std::string run_directory();
 
+// Makes a relative $BALANCE_RUNDIR absolute, from the current directory: called at start, before
+// a daemon changes to "/", so that a daemon and a later `-c` started in the same place agree.
+void settle_run_directory();
+
 // Receives -d trace lines (no trailing newline).
 using Trace = std::function<void(const std::string&)>;
 

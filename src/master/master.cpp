@@ -18,6 +18,7 @@
 #include "master/supervisor.h"
 #include "master/upgrade.h"
 #include "metrics/server.h"
+#include "metrics/snapshot.h"
 #include "net/health_checker.h"
 #include "net/loop.h"
 #include "net/sockets.h"
@@ -55,9 +56,8 @@ void trace_config(const cli::Config& config, unsigned threads) {
   for (size_t g = 0; g < config.groups.size(); ++g) {
     const auto& group = config.groups[g];
     for (size_t c = 0; c < group.channels.size(); ++c) {
-      BALANCE_DEBUG("group %zu (%s) channel %zu: %s maxc %u", g,
-                    group.type == core::GroupType::Hash ? "hash" : "round robin", c,
-                    group.channels[c].endpoint.to_string().c_str(), group.channels[c].maxc);
+      BALANCE_DEBUG("group %zu (%s) channel %zu: %s maxc %u weight %u", g, metrics::group_type_name(group.type), c,
+                    group.channels[c].endpoint.to_string().c_str(), group.channels[c].maxc, group.channels[c].weight);
     }
   }
 }
@@ -271,11 +271,22 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
     return failure.exit_code;
   }
+  // Not an error: the address may come up later (a floating address); meanwhile every connect
+  // fails, which only -d would say. Told where balance was started too, before it daemonizes.
+  std::string bind_warning;
+  if (config.out_bind) {
+    if (const int err = net::local_bind_error(*config.out_bind)) {
+      bind_warning = "-B " + config.out_bind->host_string() + ": " + std::strerror(err) +
+                     "; connections to the channels fail until it can be used";
+      if (!config.foreground && !inheritance) std::fprintf(stderr, "warning: %s\n", bind_warning.c_str());
+    }
+  }
   StartupReport report;
   if (!config.foreground && !inheritance) {  // an upgraded master is a daemon already
     if (auto parent_exit = report.daemonize()) return *parent_exit;
   }
   log::init(!config.foreground, config.debug);
+  if (!bind_warning.empty()) log::write(log::Level::Warning, "%s", bind_warning.c_str());
   // A start that fails from here on says why where it was started from: on the terminal, to
   // the parent that daemonized, to the master being upgraded.
   const auto failed = [&] {
@@ -285,14 +296,6 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     return failure.exit_code;
   };
 
-  // Not an error: the address may come up later (a floating address); meanwhile every connect
-  // fails, which only -d would say.
-  if (config.out_bind) {
-    if (const int err = net::local_bind_error(*config.out_bind)) {
-      log::write(log::Level::Warning, "-B %s: %s; connections to the channels fail until it can be used",
-                 config.out_bind->host_string().c_str(), std::strerror(err));
-    }
-  }
 
   auto segment = open_segment(config, inheritance, failure);
   if (!segment) return failed();

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import tempfile
 
 import pytest
 
@@ -62,3 +64,42 @@ def test_daemon_serves_when_launcher_returns(binary, rundir, backends):
     finally:
         stop_daemon(port, rundir)
     h.wait_for(lambda: not h.listening_pids(port), 15, "the daemon's listener to go away")
+
+
+def test_a_daemon_warns_about_a_missing_B_address_where_it_was_started(binary, rundir, backends):
+    """The -B warning (an address this host does not have) reaches the terminal balance was
+    started from, not only syslog: the daemon forks after it."""
+    srv = backends(h.NameServer("n"))
+    port = h.free_port()
+    res = h.run(["-B", "192.0.2.1", str(port), srv.address], rundir=rundir, timeout=30)
+    try:
+        assert res.rc == 0, res
+        assert "-B 192.0.2.1: Cannot assign requested address" in res.stderr, res
+    finally:
+        stop_daemon(port, rundir)
+
+
+def test_a_daemon_with_a_relative_rundir_is_found_from_where_it_was_started(binary, backends):
+    """BALANCE_RUNDIR=rel with -M: the daemon makes its table in ./rel of the directory it was
+    started in (not /rel, after its chdir to /), so `-c show` from there finds it."""
+    srv = backends(h.NameServer("n"))
+    port = h.free_port()
+    with tempfile.TemporaryDirectory() as cwd:
+        env = h._env(None, {"BALANCE_RUNDIR": "rel"})
+
+        def balance(*args):
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                rc = subprocess.run([h.BALANCE_BIN, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, timeout=h.scaled(30)).returncode
+                out.seek(0)
+                err.seek(0)
+                return rc, out.read().decode(), err.read().decode()
+
+        rc, _, err = balance("-M", str(port), srv.address)
+        try:
+            assert rc == 0, err
+            assert os.path.exists(os.path.join(cwd, "rel", f"balance.{port}"))
+            rc, out, err = balance("-M", "-c", "show", str(port))
+            assert rc == 0 and f"{srv.address.rsplit(':', 1)[0]}" in out, (rc, out, err)
+        finally:
+            stop_daemon(port, os.path.join(cwd, "rel"))
