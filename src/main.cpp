@@ -8,6 +8,7 @@
 #include "core/failure.h"
 #include "ctl/control.h"
 #include "ctl/segment.h"
+#include "log/log.h"
 #include "master/master.h"
 
 namespace {
@@ -46,5 +47,7 @@ int main(int argc, char** argv) {
     case cli::Mode::Serve:
       break;
   }
-  return master::serve(config, argc, argv);
+  const int code = master::serve(config, argc, argv);
+  log::shutdown();  // what is still queued is written before the process ends
+  return code;
 }

@@ -1,14 +1,21 @@
 #include "log/log.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <mutex>
 #include <string>
+#include <system_error>
+#include <thread>
 
 namespace balance::log {
 
@@ -16,7 +23,7 @@ namespace {
 
 std::atomic<bool> g_syslog{false};
 std::atomic<bool> g_debug{false};
-std::mutex g_mutex;  // serializes stderr lines and openlog/closelog
+std::mutex g_mutex;  // serializes direct (not queued) lines and openlog/closelog
 
 int syslog_priority(Level level) {
   switch (level) {
@@ -51,9 +58,149 @@ std::string format_line(const char* fmt, va_list args) {
   return line;
 }
 
-void write_stderr(const std::string& line) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  write_fully(STDERR_FILENO, line);
+void emit(Level level, const std::string& line) {
+  if (g_syslog.load(std::memory_order_relaxed)) {
+    // One syslog entry per message; the trailing newline is syslog's business.
+    syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size() - 1), line.c_str());
+  } else {
+    write_fully(STDERR_FILENO, line);
+  }
+}
+
+struct Entry {
+  Level level;
+  std::string line;  // ends in one newline
+};
+
+size_t cost(const Entry& e) { return sizeof(Entry) + e.line.size(); }
+
+// The bounded queue and the one thread that writes it out (see log.h). Producers hold mutex_ only
+// to append; the logger holds it only to take a line and to count it written, never across I/O.
+class Logger {
+ public:
+  // Queues `line` (moved from) or drops it when the queue is full. False when no logger runs:
+  // the caller writes the line itself.
+  bool push(Level level, std::string& line) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (state_ == State::Off || stopping_) return false;
+    Entry e{level, std::move(line)};
+    if (state_ == State::Abandoned || bytes_ + cost(e) > kQueueBytes) {
+      ++dropped_;
+      ++dropped_total_;
+      return true;
+    }
+    if (dropped_ > 0) queue_drop_report();  // in order: the lines were dropped before this one
+    append(std::move(e));
+    return true;
+  }
+
+  void start() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (state_ != State::Off) return;
+    // The logger takes no signal: they are for the master (signalfd), which may block them only
+    // after this thread exists; a thread inherits the signal mask of its creator.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error&) {
+      // no thread: lines are written directly, as before init()
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (!thread_.joinable()) return;
+    state_ = State::Running;
+    stopping_ = false;
+  }
+
+  bool flush() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (state_ != State::Running) return state_ == State::Off;
+    if (dropped_ > 0) queue_drop_report();  // every queued line came before the drops
+    const uint64_t target = queued_;
+    while (written_ < target) {
+      const uint64_t before = written_;
+      if (!progress_.wait_for(lock, kFlushPatience, [&] { return written_ != before; })) return false;
+    }
+    return true;
+  }
+
+  // Only when no other thread logs any more (at exit).
+  void stop() {
+    const bool drained = flush();
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (state_ != State::Running) return;
+    stopping_ = true;
+    wake_.notify_one();
+    if (!drained) {  // blocked in a write that may never return: leave it (and this object) be
+      state_ = State::Abandoned;
+      thread_.detach();
+      return;
+    }
+    lock.unlock();
+    thread_.join();  // it returns once the queue is empty
+    lock.lock();
+    state_ = State::Off;
+    stopping_ = false;
+  }
+
+  uint64_t dropped_total() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return dropped_total_;
+  }
+
+ private:
+  enum class State { Off, Running, Abandoned };
+  static constexpr std::chrono::seconds kFlushPatience{1};
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Entry e = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      emit(e.level, e.line);  // the only place that waits for the sink
+      lock.lock();
+      bytes_ -= cost(e);
+      ++written_;
+      if (queue_.empty() && dropped_ > 0) queue_drop_report();  // the sink took everything again
+      progress_.notify_all();
+    }
+  }
+
+  void append(Entry&& e) {
+    bytes_ += cost(e);
+    ++queued_;
+    queue_.push_back(std::move(e));
+    wake_.notify_one();
+  }
+
+  void queue_drop_report() {
+    append(Entry{Level::Warning, "balance: " + std::to_string(dropped_) +
+                                     " log lines dropped (the log reader was not keeping up)\n"});
+    dropped_ = 0;
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;      // the logger: a line was queued, or stop
+  std::condition_variable progress_;  // flush(): a line was written
+  std::deque<Entry> queue_;
+  size_t bytes_ = 0;            // the cost of the queued lines and of the one being written
+  uint64_t queued_ = 0;         // lines queued since start
+  uint64_t written_ = 0;        // of those, written
+  uint64_t dropped_ = 0;        // since the last report
+  uint64_t dropped_total_ = 0;  // since start
+  State state_ = State::Off;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Never destroyed: a logger thread abandoned in a blocked write at exit must not lose it.
+Logger& logger() {
+  static Logger* const instance = new Logger;
+  return *instance;
 }
 
 }  // namespace
@@ -76,12 +223,21 @@ void write_fully(int fd, std::string_view text) {
 }
 
 void init(bool to_syslog, bool debug) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  g_debug.store(debug, std::memory_order_relaxed);
-  const bool was = g_syslog.exchange(to_syslog, std::memory_order_relaxed);
-  if (to_syslog && !was) openlog("balance", LOG_PID, LOG_DAEMON);
-  if (!to_syslog && was) closelog();
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_debug.store(debug, std::memory_order_relaxed);
+    const bool was = g_syslog.exchange(to_syslog, std::memory_order_relaxed);
+    if (to_syslog && !was) openlog("balance", LOG_PID, LOG_DAEMON);
+    if (!to_syslog && was) closelog();
+  }
+  logger().start();
 }
+
+bool flush() { return logger().flush(); }
+
+void shutdown() { logger().stop(); }
+
+uint64_t dropped_lines() { return logger().dropped_total(); }
 
 bool debug_enabled() { return g_debug.load(std::memory_order_relaxed); }
 
@@ -91,13 +247,11 @@ void write(Level level, const char* fmt, ...) {
   const int saved_errno = errno;  // callers may log between a failing call and reading errno
   va_list args;
   va_start(args, fmt);
-  const std::string line = format_line(fmt, args);
+  std::string line = format_line(fmt, args);
   va_end(args);
-  if (g_syslog.load(std::memory_order_relaxed)) {
-    // One syslog entry per message; the trailing newline is syslog's business.
-    syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size() - 1), line.c_str());
-  } else {
-    write_stderr(line);
+  if (!logger().push(level, line)) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    emit(level, line);
   }
   errno = saved_errno;
 }

@@ -1,24 +1,49 @@
-// Where messages go: stderr in the foreground, syslog once daemonized. -d adds a trace on stderr.
+// Where messages go: stderr in the foreground, syslog once daemonized. -d adds a trace.
 // Thread-safe; not for the per-byte path.
+//
+// Once init() has run, write() never waits for the sink: it formats the line and appends it to a
+// bounded in-memory queue (kQueueBytes), which one logger thread writes out in order (the
+// blocking stderr write or syslog(3) send happens there). When the queue is full the line is
+// dropped and counted; once the sink takes lines again, the logger writes
+// "balance: N log lines dropped (the log reader was not keeping up)" where they were missing.
+// Before init() (and after shutdown()) write() writes directly, as a single-threaded start-up can.
 #pragma once
 
 #include <cstdarg>
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace balance::log {
 
 enum class Level { Error, Warning, Notice, Info, Debug };
 
-// Call once at start. `to_syslog` switches errors/notices to syslog (after daemonizing).
+// How much queued text (plus a small per-line overhead) write() holds before dropping lines.
+inline constexpr size_t kQueueBytes = size_t{1} << 20;
+
+// Call at start, after any fork (daemonizing): starts the logger thread. `to_syslog` switches
+// messages to syslog (after daemonizing). Calling it again changes the settings only.
 void init(bool to_syslog, bool debug);
 bool debug_enabled();
+
+// Waits until every line queued so far is written, or until the sink has taken nothing for about
+// a second (a reader that stopped must not hold up an exit). True when everything was written.
+// For paths that print on stderr themselves (fatal errors) and must keep the order.
+bool flush();
+
+// At exit: flush(), then stops the logger thread (left blocked in its write if the sink never
+// drained; exiting ends it). Later messages are written directly.
+void shutdown();
+
+// Lines dropped since start because the queue was full.
+uint64_t dropped_lines();
 
 // Writes all of `text` to `fd`: retries after EINTR and short writes, waits (poll) while a
 // non-blocking descriptor is full, gives up on any other error (a broken stdout or stderr must not
 // stop the proxy, and there is nowhere to report it). Callers serialize their own writers.
 void write_fully(int fd, std::string_view text);
 
-// printf-style message at `level`. Debug messages go to stderr only with -d.
+// printf-style message at `level`. Debug messages are written only with -d.
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define BALANCE_DEBUG(...) \

@@ -285,11 +285,14 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   if (!config.foreground && !inheritance) {  // an upgraded master is a daemon already
     if (auto parent_exit = report.daemonize()) return *parent_exit;
   }
+  // Starts the logger thread: after the fork above (a thread does not survive one), before any
+  // other thread (they all log through it, never waiting for the sink).
   log::init(!config.foreground, config.debug);
   if (!bind_warning.empty()) log::write(log::Level::Warning, "%s", bind_warning.c_str());
-  // A start that fails from here on says why where it was started from: on the terminal, to
-  // the parent that daemonized, to the master being upgraded.
+  // A start that fails from here on says why where it was started from: on the terminal (after
+  // what was logged before it), to the parent that daemonized, to the master being upgraded.
   const auto failed = [&] {
+    log::flush();
     if (config.foreground) std::fprintf(stderr, "%s\n", failure.message.c_str());
     report.send(failure);
     if (inheritance) report_to_predecessor(*inheritance, failure);
