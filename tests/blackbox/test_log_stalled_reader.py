@@ -1,0 +1,112 @@
+"""A log reader that stops reading never stalls the proxy (docs/OBSERVABILITY.md, "A log reader
+that falls behind never stalls the proxy"): balance -f with -d --log-conns, its stderr a pipe
+that nobody reads, serves every connection; the lines that did not fit in the log queue are
+dropped, and reading the pipe afterwards shows the "N log lines dropped" line."""
+
+import fcntl
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+
+import harness as h
+
+DROPPED = re.compile(r"^balance: (\d+) log lines dropped \(the log reader was not keeping up\)$", re.M)
+CONN = re.compile(r"^conn client=\S+ group=0 channel=0 .* end=client-closed$", re.M)
+
+# -d and --log-conns write about 450 bytes of log per connection here: 4000 connections are
+# about twice what the log queue (1 MiB) and the pipe (shrunk to a page below) hold together.
+CONNECTIONS = 4000
+
+
+class PipeReader:
+    """Reads the pipe in a thread once start() is called; text() is what was read so far."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.chunks = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.chunks.append(data)
+
+    def text(self):
+        with self.lock:
+            return b"".join(self.chunks).decode(errors="replace")
+
+
+def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    r, w = os.pipe()
+    fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # full after a few lines
+    proc = subprocess.Popen([h.BALANCE_BIN, "-f", "-d", "--log-conns", str(port), srv.address],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w,
+                            env=h._env(rundir, None), start_new_session=True)
+    os.close(w)
+    reader = PipeReader(r)
+    try:
+        h.wait_for(lambda: proc.poll() is not None or h.is_listening(proc.pid, port), 15,
+                   "balance to listen")
+        assert proc.poll() is None, f"balance exited with {proc.returncode}"
+
+        # Nobody reads stderr: every connection must still be served, promptly.
+        for i in range(CONNECTIONS):
+            payload = b"ping%d" % i
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
+                    c.settimeout(h.scaled(5))
+                    c.sendall(payload)
+                    assert h.recv_exact(c, len(payload), timeout=h.scaled(5)) == payload
+                    c.shutdown(socket.SHUT_WR)
+                    h.recv_until_eof(c, timeout=h.scaled(5))
+            except (OSError, AssertionError) as e:
+                raise AssertionError(f"connection {i} of {CONNECTIONS} failed while nobody read the "
+                                     f"log: {e!r}") from None
+
+        # Reading the log again: the queued lines come out, then the count of those dropped.
+        reader.start()
+        text = h.wait_for(lambda: (t := reader.text()) and DROPPED.search(t) and t, 30,
+                          "the 'log lines dropped' line")
+        dropped = sum(int(n) for n in DROPPED.findall(text))
+        assert 0 < dropped
+        # The log works again: a new connection's line follows the report.
+        with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
+            me = "%s:%d" % c.getsockname()[:2]
+            c.sendall(b"after")
+            assert h.recv_exact(c, 5) == b"after"
+            c.shutdown(socket.SHUT_WR)
+            h.recv_until_eof(c)
+        # (4000 connections reuse client ports: only a line after the last report is this one's.)
+        text = h.wait_for(lambda: (t := reader.text()) and t.rfind(f"conn client={me} ") > t.rfind("log lines dropped")
+                          and t, 15, "the line of a connection made after the drops")
+        for line in text.splitlines():  # whole lines only, whatever was dropped
+            assert not line.startswith("conn ") or CONN.match(line), line
+    finally:
+        if reader.thread.ident is None:
+            reader.start()  # lets an old, blocked balance finish its writes and stop
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=h.scaled(10))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        reader.thread.join(timeout=10)
+        os.close(r)
+    h.assert_no_sanitizer_report(reader.text())
+    assert proc.returncode == 0, f"balance exited with {proc.returncode}; stderr:\n{reader.text()[-3000:]}"
