@@ -83,6 +83,9 @@ void process_families(std::string& out, const Snapshot& snap) {
   family_header(out, "balance_refused_connections_total",
                 "Accepted client connections that no channel would take.", "counter");
   sample_line(out, "balance_refused_connections_total", "", snap.refused_total);
+  family_header(out, "balance_log_lines_dropped_total",
+                "Log lines dropped because the log's reader was not keeping up.", "counter");
+  sample_line(out, "balance_log_lines_dropped_total", "", snap.log_lines_dropped);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "log/log.h"
 #include "metrics/prometheus.h"
 #include "metrics/snapshot.h"
 #include "metrics/status_json.h"
@@ -101,7 +102,9 @@ void Server::Impl::routes() {
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     no_store(res);
-    res.set_content(format_prometheus(take_snapshot(table, now_ms())), kPrometheusContentType);
+    Snapshot snap = take_snapshot(table, now_ms());
+    snap.log_lines_dropped = log::dropped_lines();
+    res.set_content(format_prometheus(snap), kPrometheusContentType);
   });
   http.Get("/status.json", [this](const httplib::Request&, httplib::Response& res) {
     no_store(res);

@@ -43,6 +43,7 @@ struct Snapshot {
   bool checks_on = false;
   uint64_t accepted_total = 0;
   uint64_t refused_total = 0;
+  uint64_t log_lines_dropped = 0;   // this process's (log::dropped_lines()), not the table's
   std::vector<GroupSample> groups;  // only groups that have channels, in order
 };
 

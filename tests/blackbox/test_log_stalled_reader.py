@@ -1,7 +1,8 @@
 """A log reader that stops reading never stalls the proxy (docs/OBSERVABILITY.md, "A log reader
 that falls behind never stalls the proxy"): balance -f with -d --log-conns, its stderr a pipe
 that nobody reads, serves every connection; the lines that did not fit in the log queue are
-dropped, and reading the pipe afterwards shows the "N log lines dropped" line."""
+dropped, and reading the pipe afterwards shows the "N log lines dropped" line; /metrics counts
+them."""
 
 import fcntl
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import threading
+import urllib.request
 
 import harness as h
 
@@ -51,10 +53,11 @@ class PipeReader:
 
 def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
     srv = backends(h.EchoServer())
-    port = h.free_port()
+    port, metrics_port = h.free_port(), h.free_port()
     r, w = os.pipe()
     fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # full after a few lines
-    proc = subprocess.Popen([h.BALANCE_BIN, "-f", "-d", "--log-conns", str(port), srv.address],
+    proc = subprocess.Popen([h.BALANCE_BIN, "-f", "-d", "--log-conns", "--metrics",
+                             f"127.0.0.1:{metrics_port}", str(port), srv.address],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w,
                             env=h._env(rundir, None), start_new_session=True)
     os.close(w)
@@ -84,6 +87,10 @@ def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
                           "the 'log lines dropped' line")
         dropped = sum(int(n) for n in DROPPED.findall(text))
         assert 0 < dropped
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=h.scaled(10)) as res:
+            exposition = res.read().decode()
+        counted = re.search(r"^balance_log_lines_dropped_total (\d+)$", exposition, re.M)
+        assert counted and int(counted.group(1)) >= dropped, exposition[-500:]
         # The log works again: a new connection's line follows the report.
         with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
             me = "%s:%d" % c.getsockname()[:2]

@@ -153,6 +153,7 @@ def test_counters_move_exactly_as_the_traffic(start_balance, backends):
     total = m.scrape()
     assert total[("balance_accepted_connections_total", ())] == 7
     assert total[("balance_refused_connections_total", ())] == 0
+    assert total[("balance_log_lines_dropped_total", ())] == 0
     assert sum(wanted[("balance_channel_sent_bytes_total", s.address)] for s in (a, b)) == 201 + 1 + 1000 + 65536 + 200000 + 7
 
 

@@ -59,7 +59,10 @@ TEST(MetricsPrometheus, ProcessSeries) {
             "balance_accepted_connections_total 12\n"
             "# HELP balance_refused_connections_total Accepted client connections that no channel would take.\n"
             "# TYPE balance_refused_connections_total counter\n"
-            "balance_refused_connections_total 1\n");
+            "balance_refused_connections_total 1\n"
+            "# HELP balance_log_lines_dropped_total Log lines dropped because the log's reader was not keeping up.\n"
+            "# TYPE balance_log_lines_dropped_total counter\n"
+            "balance_log_lines_dropped_total 0\n");
 }
 
 TEST(MetricsPrometheus, ChannelSeriesCarryGroupChannelAndBackend) {
@@ -95,6 +98,7 @@ TEST(MetricsPrometheus, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
       {"balance_worker_threads", "gauge"},
       {"balance_accepted_connections_total", "counter"},
       {"balance_refused_connections_total", "counter"},
+      {"balance_log_lines_dropped_total", "counter"},
       {"balance_channel_connections", "gauge"},
       {"balance_channel_connections_total", "counter"},
       {"balance_channel_connect_failures_total", "counter"},
