@@ -145,8 +145,10 @@ stream {{
 
 def _argv_pen(d, port, backends, opts):
     # -r: plain round robin (pen otherwise sticks every client address, all 127.0.0.1 here, to
-    # one backend); -x/-c: the connection and client tables (defaults 500/2048) sized for 9,000.
-    return ["pen", "-f", "-r", "-x", "9500", "-c", "10000", "-p", f"{d}/pen.pid",
+    # one backend); -x/-c: the connection and client tables (defaults 500/2048) sized for 9,000;
+    # -O tcp_nodelay: Nagle off, as haproxy, nginx and balance have it (pen's default is on,
+    # which stalled its keep-alive responses on delayed ACKs: p99 about 43 ms).
+    return ["pen", "-f", "-r", "-O", "tcp_nodelay", "-x", "9500", "-c", "10000", "-p", f"{d}/pen.pid",
             f"127.0.0.1:{port}", *[f"127.0.0.1:{b}" for b in backends]]
 
 
@@ -166,8 +168,18 @@ PROXIES = {"balance": _argv_balance, "haproxy": _argv_haproxy, "nginx": _argv_ng
            "pen": _argv_pen, "haproxy-splice": _argv_haproxy_splice, "balance-b": _argv_balance_b}
 DEFAULT = ["direct", "haproxy", "nginx", "pen", "balance"]
 ALL = DEFAULT + ["haproxy-splice", "balance-b"]  # the last ones only when asked for
-# Whom balance is compared with; with --contenders balance,balance-b the ratio is the A/B ratio.
-PEERS = ["haproxy", "nginx", "pen", "haproxy-splice", "balance-b"]
+# Whom balance is compared with: the other proxies in the rotation; another build of balance
+# (balance-b) only when none of them is (--contenders balance,balance-b: the A/B ratio).
+PEERS = ["haproxy", "nginx", "pen", "haproxy-splice"]
+AB_PEERS = ["balance-b"]
+
+
+def rotation(names, rnd):
+    """The order of the contenders in round `rnd` (from 1): A B C, then B C A, then C A B... so
+    that no contender always runs right after the same other one (the TIME_WAIT sockets of the
+    runs before, and what the machine is doing, then differ by position, not by contender)."""
+    k = (rnd - 1) % len(names)
+    return names[k:] + names[:k]
 
 
 def start(reg, name, workdir, port, backends, opts):

@@ -33,8 +33,15 @@ def _fmt(fmt, v):
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
 
 
+def _counted(r, key):
+    """A run's number for `key`, or None: a run that failed (a tool error, a refused, reset or
+    non-2xx exchange) has none, whatever its tool printed (ab -r counts a reset connection as
+    complete, and its rate then beats any proxy's)."""
+    return None if r.get("error") else r.get(key)
+
+
 def _values(results, contender, key):
-    return [r[key] for r in results if r["contender"] == contender and r.get(key) is not None]
+    return [_counted(r, key) for r in results if r["contender"] == contender and _counted(r, key) is not None]
 
 
 def medians(results, names):
@@ -65,7 +72,9 @@ PREALLOCATED_KIB = 0.1  # below this, a proxy's memory did not grow: it prealloc
 
 
 def _best_peer(key, row_med, better, names):
-    peers = [(v, c) for c, v in row_med.items() if c in contenders.PEERS and c in names
+    # The other proxies; another build of balance only in an A/B run without them.
+    peer_names = [c for c in contenders.PEERS if c in names] or [c for c in contenders.AB_PEERS if c in names]
+    peers = [(v, c) for c, v in row_med.items() if c in peer_names
              and v is not None and not (key == "mem_kib" and v < PREALLOCATED_KIB)]
     if not peers:
         return None, None
@@ -76,18 +85,20 @@ def _round_ratios(results, key, better, names):
     """balance / best peer within each round: pairs numbers taken minutes apart, not more."""
     ratios = []
     for rnd in sorted({r["round"] for r in results}):
-        row = {r["contender"]: r.get(key) for r in results if r["round"] == rnd
-               and r.get(key) is not None and WORKLOAD_OF[key] == r["workload"]}
+        row = {r["contender"]: _counted(r, key) for r in results if r["round"] == rnd
+               and _counted(r, key) is not None and WORKLOAD_OF[key] == r["workload"]}
         best, _ = _best_peer(key, row, better, names)
         if row.get("balance") is not None and best:
             ratios.append(row["balance"] / best)
     return ratios
 
 
-def _goal(goal, ratio, bal, hold_ok):
+def _goal(goal, ratio, bal, hold_ok, failed):
     kind, value = goal
     if kind == "info":
         return "-", "-"
+    if failed and kind != "pass":  # a median without the failed runs says nothing sure
+        return _goal(goal, None, None, False, False)[0], "-"
     if kind == "pass":
         return "pass, p99 flat", ("yes" if hold_ok else "no")
     if kind == "abs<=":
@@ -124,7 +135,8 @@ def table(results, names, sizes, only):
         rounds = _round_ratios(results, key, better, names)
         if ratio is not None and len(rounds) > 1:
             ratio_cell += f"; rounds {min(rounds):.2f}-{max(rounds):.2f}"
-        goal_text, met = _goal(goal, ratio, bal, hold_ok)
+        failed = any(errors.get((WORKLOAD_OF[key], c)) for c in ("balance", best_name))
+        goal_text, met = _goal(goal, ratio, bal, hold_ok, failed)
         lines.append("| " + " | ".join([label.format(**sizes), *cells, ratio_cell, goal_text,
                                          met]) + " |")
     return "\n".join(lines), errors

@@ -28,12 +28,15 @@ def row(text, label_start):
 
 def test_medians_per_contender_and_errors_by_workload():
     results = [conn_run(1, "pen", 6000), conn_run(2, "pen", 7000), conn_run(3, "pen", 9000),
-               conn_run(1, "balance", 8000), conn_run(2, "balance", None, error="ab: timeout")]
+               conn_run(1, "balance", 8000), conn_run(2, "balance", 30000, cpu=5, error="ab rc=0, failed=3327")]
     med, errors = report.medians(results, NAMES)
     assert med["conn_rate"]["pen"] == 7000
-    assert med["conn_rate"]["balance"] == 8000  # the failed run has no value, and is not a zero
+    # The failed run counts for nothing, neither as its tool's number (ab -r counts resets as
+    # complete requests, at a rate no proxy reaches) nor as a zero.
+    assert med["conn_rate"]["balance"] == 8000
+    assert med["cpu_us"]["balance"] is None
     assert med["conn_rate"]["haproxy"] is None
-    assert errors == {("conn", "balance"): ["round 2: ab: timeout"]}
+    assert errors == {("conn", "balance"): ["round 2: ab rc=0, failed=3327"]}
 
 
 def test_the_best_peer_is_never_no_proxy_balance_itself_or_a_preallocated_zero():
@@ -46,6 +49,10 @@ def test_the_best_peer_is_never_no_proxy_balance_itself_or_a_preallocated_zero()
     # A peer that is not in this run's contenders does not count either.
     assert report._best_peer("conn_rate", rates, "high", ["haproxy", "balance"]) == (6000, "haproxy")
     assert report._best_peer("conn_rate", {"balance": 7000}, "high", NAMES) == (None, None)
+    # Another build of balance is the peer only in an A/B run without the other proxies.
+    ab = {"haproxy": 6000, "balance-b": 6500, "balance": 6200}
+    assert report._best_peer("conn_rate", ab, "high", ["haproxy", "balance", "balance-b"]) == (6000, "haproxy")
+    assert report._best_peer("conn_rate", ab, "high", ["balance", "balance-b"]) == (6500, "balance-b")
 
 
 def test_round_ratios_pair_numbers_of_the_same_round():
@@ -70,12 +77,32 @@ def test_a_goal_is_met_at_its_bound_and_not_beyond():
     assert cells[4:] == ["<= 0.8x", "no"]
 
 
-def test_a_failed_run_is_marked_in_its_cell():
+def test_a_failed_run_is_marked_in_its_cell_and_decides_no_goal():
     results = [conn_run(1, "pen", 6000), conn_run(1, "balance", 7000),
-               conn_run(2, "pen", 6000), conn_run(2, "balance", None, error="reset")]
+               conn_run(2, "pen", 6000), conn_run(2, "balance", 20000, error="ab rc=0, failed=900")]
     text, errors = report.table(results, ["pen", "balance"], SIZES, {"conn"})
-    assert errors == {("conn", "balance"): ["round 2: reset"]}
-    assert row(text, "new connections/s")[2] == "7.0k (!)"
+    assert errors == {("conn", "balance"): ["round 2: ab rc=0, failed=900"]}
+    cells = row(text, "new connections/s")
+    assert cells[2] == "7.0k (!)"
+    assert cells[3] == "1.17 (vs pen)"  # round 1 only: no range from a single round
+    assert cells[4:] == [">= 1.2x", "-"]
+    assert report._round_ratios(results, "conn_rate", "high", ["pen", "balance"]) == [7000 / 6000]
+    assert row(report.spread_table(results, ["pen", "balance"], {"conn"}), "conn_rate")[2] == "7.0k - 7.0k (1)"
+    # A failed peer is no best peer's number either.
+    results = [conn_run(1, "pen", 9000, error="ab rc=0, failed=12"), conn_run(1, "nginx", 6000),
+               conn_run(1, "balance", 7000)]
+    text, _ = report.table(results, ["nginx", "pen", "balance"], SIZES, {"conn"})
+    assert row(text, "new connections/s")[4] == "1.17 (vs nginx)"
+
+
+def test_each_round_starts_with_the_next_contender():
+    from benchlib import contenders
+    names = ["direct", "haproxy", "nginx", "pen", "balance"]
+    orders = [contenders.rotation(names, rnd) for rnd in range(1, 7)]
+    assert orders[0] == names
+    assert orders[1] == ["haproxy", "nginx", "pen", "balance", "direct"]
+    assert orders[5] == names  # after as many rounds as contenders, the same again
+    assert all(sorted(o) == sorted(names) for o in orders)
 
 
 def test_holding_connections_passes_only_if_every_round_did():
