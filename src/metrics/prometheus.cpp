@@ -73,7 +73,7 @@ void channel_family(std::string& out, const Snapshot& snap, const std::vector<st
 void process_families(std::string& out, const Snapshot& snap) {
   family_header(out, "balance_build_info", "Version of balance (the value is always 1).", "gauge");
   sample_line(out, "balance_build_info", "{version=\"" + escape_label_value(snap.version) + "\"}", 1);
-  family_header(out, "balance_start_time_seconds", "Start time of the process since the epoch, in seconds.",
+  family_header(out, "balance_start_time_seconds", "Start time of the instance since the epoch, in seconds (kept across upgrades).",
                 "gauge");
   out += "balance_start_time_seconds " + std::to_string(snap.start_time) + "\n";
   family_header(out, "balance_worker_threads", "Worker threads serving connections.", "gauge");

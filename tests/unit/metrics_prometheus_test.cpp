@@ -48,7 +48,7 @@ TEST(MetricsPrometheus, ProcessSeries) {
             "# HELP balance_build_info Version of balance (the value is always 1).\n"
             "# TYPE balance_build_info gauge\n"
             "balance_build_info{version=\"" + std::string(balance::kVersion) + "\"} 1\n"
-            "# HELP balance_start_time_seconds Start time of the process since the epoch, in seconds.\n"
+            "# HELP balance_start_time_seconds Start time of the instance since the epoch, in seconds (kept across upgrades).\n"
             "# TYPE balance_start_time_seconds gauge\n"
             "balance_start_time_seconds 1700000000\n"
             "# HELP balance_worker_threads Worker threads serving connections.\n"
