@@ -299,7 +299,6 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     return failure.exit_code;
   };
 
-
   auto segment = open_segment(config, inheritance, failure);
   if (!segment) return failed();
   Proxy proxy(config, std::move(listeners), std::move(segment));
