@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -73,13 +74,15 @@ TEST(LogQueue, AFullSinkNeverBlocksTheProducerAndDropsAreReportedInOrder) {
   constexpr int kLines = 20000;  // 4 MB: far more than the pipe and the queue hold together
   const std::string body(200, 'x');
   std::atomic<bool> done{false};
+  std::promise<void> finished;
   std::thread producer([&] {
     for (int i = 0; i < kLines; ++i) write(Level::Info, "line %d %s", i, body.c_str());
     done = true;
+    finished.set_value();
   });
   // Nobody reads the sink meanwhile. The producer must finish on its own: wait for it, bounded.
-  for (int i = 0; i < 6000 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_TRUE(done) << "write() blocked on a full sink";
+  const bool on_its_own = finished.get_future().wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  EXPECT_TRUE(on_its_own) << "write() blocked on a full sink";
   if (!done) sink.read_until([&](const std::string&) { return done.load(); });  // unblock it, to join
   producer.join();
   const uint64_t dropped = dropped_lines() - dropped_before;
