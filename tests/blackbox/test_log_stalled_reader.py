@@ -2,16 +2,20 @@
 that falls behind never stalls the proxy"): balance -f with -d --log-conns, its stderr a pipe
 that nobody reads, serves every connection; the lines that did not fit in the log queue are
 dropped, and reading the pipe afterwards shows the "N log lines dropped" line; /metrics counts
-them."""
+them. The same with a syslog reader that has stopped."""
 
 import fcntl
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import urllib.request
+
+import pytest
 
 import harness as h
 
@@ -117,3 +121,45 @@ def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
         os.close(r)
     h.assert_no_sanitizer_report(reader.text())
     assert proc.returncode == 0, f"balance exited with {proc.returncode}; stderr:\n{reader.text()[-3000:]}"
+
+
+def test_a_stopped_syslog_reader_never_stalls_connections(backends, tmp_path):
+    """The same for syslog: a daemon with --log-conns whose syslog reader has stopped (its
+    datagram socket full after net.unix.max_dgram_qlen lines, so that syslog(3) blocks) serves
+    every connection. Run in a private mount namespace whose /dev is a tmpfs with /dev/null and
+    /dev/log, the latter a socket of this test's that is not read until the end."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private /dev/log")
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    rundir = str(tmp_path / "run")
+    log_path = str(tmp_path / "log")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(log_path)
+    script = ("mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && "
+              f"ln -s {log_path} /dev/log && exec {h.BALANCE_BIN} -M --log-conns {port} {srv.address}")
+    try:
+        with tempfile.TemporaryFile() as err:
+            rc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                env=h._env(rundir, None), timeout=h.scaled(30)).returncode
+            err.seek(0)
+            if rc != 0 and b"unshare" in err.read():
+                pytest.skip("no private mount namespace here")
+        assert rc == 0
+        for i in range(100):  # about ten times what the socket's queue holds
+            payload = b"ping%d" % i
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
+                    c.settimeout(h.scaled(5))
+                    c.sendall(payload)
+                    assert h.recv_exact(c, len(payload), timeout=h.scaled(5)) == payload
+            except (OSError, AssertionError) as e:
+                raise AssertionError(f"connection {i} failed while syslog was not read: {e!r}") from None
+        # Reading syslog again: the lines come out.
+        sink.settimeout(h.scaled(10))
+        lines = [sink.recv(65536).decode(errors="replace") for _ in range(20)]
+        assert sum("balance" in line and "conn client=" in line for line in lines) >= 10, lines
+    finally:
+        h.run(["-M", "-c", "kill", str(port)], rundir=rundir, timeout=30)
+        sink.close()
