@@ -55,6 +55,22 @@ class PipeReader:
             return b"".join(self.chunks).decode(errors="replace")
 
 
+def echo_every_connection(port, count, while_what):
+    """`count` connections one after another, each an echoed exchange and a half-close answered
+    by the end of stream; fails naming the first one that did not go through."""
+    for i in range(count):
+        payload = b"ping%d" % i
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
+                c.settimeout(h.scaled(5))
+                c.sendall(payload)
+                assert h.recv_exact(c, len(payload), timeout=h.scaled(5)) == payload
+                c.shutdown(socket.SHUT_WR)
+                h.recv_until_eof(c, timeout=h.scaled(5))
+        except (OSError, AssertionError) as e:
+            raise AssertionError(f"connection {i} of {count} failed while {while_what}: {e!r}") from None
+
+
 def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
     srv = backends(h.EchoServer())
     port, metrics_port = h.free_port(), h.free_port()
@@ -72,18 +88,7 @@ def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
         assert proc.poll() is None, f"balance exited with {proc.returncode}"
 
         # Nobody reads stderr: every connection must still be served, promptly.
-        for i in range(CONNECTIONS):
-            payload = b"ping%d" % i
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
-                    c.settimeout(h.scaled(5))
-                    c.sendall(payload)
-                    assert h.recv_exact(c, len(payload), timeout=h.scaled(5)) == payload
-                    c.shutdown(socket.SHUT_WR)
-                    h.recv_until_eof(c, timeout=h.scaled(5))
-            except (OSError, AssertionError) as e:
-                raise AssertionError(f"connection {i} of {CONNECTIONS} failed while nobody read the "
-                                     f"log: {e!r}") from None
+        echo_every_connection(port, CONNECTIONS, "nobody read the log")
 
         # Reading the log again: the queued lines come out, then the count of those dropped.
         reader.start()
@@ -147,15 +152,7 @@ def test_a_stopped_syslog_reader_never_stalls_connections(backends, tmp_path):
             if rc != 0 and b"unshare" in err.read():
                 pytest.skip("no private mount namespace here")
         assert rc == 0
-        for i in range(100):  # about ten times what the socket's queue holds
-            payload = b"ping%d" % i
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
-                    c.settimeout(h.scaled(5))
-                    c.sendall(payload)
-                    assert h.recv_exact(c, len(payload), timeout=h.scaled(5)) == payload
-            except (OSError, AssertionError) as e:
-                raise AssertionError(f"connection {i} failed while syslog was not read: {e!r}") from None
+        echo_every_connection(port, 100, "syslog was not read")  # ten times the socket's queue
         # Reading syslog again: the lines come out.
         sink.settimeout(h.scaled(10))
         lines = [sink.recv(65536).decode(errors="replace") for _ in range(20)]
