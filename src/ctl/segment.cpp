@@ -1,5 +1,6 @@
 #include "ctl/segment.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -203,6 +204,13 @@ std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure)
   }
   if (::ftruncate(seg->fd_, sizeof(core::Table)) != 0) {
     failure = system_failure("cannot size control segment", seg->name_, errno);
+    os::remove_name(seg->name_, seg->is_file_);
+    return nullptr;
+  }
+  // Storage for every page now: ftruncate() allocates none, and on a full file system (a small
+  // /dev/shm, a full run directory) the first write to the table would fault instead.
+  if (const int err = ::posix_fallocate(seg->fd_, 0, sizeof(core::Table)); err != 0) {
+    failure = {kExitCantCreat, "cannot allocate control segment " + seg->name_ + ": " + std::strerror(err)};
     os::remove_name(seg->name_, seg->is_file_);
     return nullptr;
   }

@@ -52,8 +52,8 @@ class Segment {
   // Master side: creates a fresh, initialised segment for `id` (mode 0600), replacing a stale
   // one; the calling process is recorded as the master and holds the liveness lock while the
   // Segment exists. Fails (null, `failure` filled) when a live master already holds the name
-  // (69), when a stale segment of another user cannot be replaced or the run directory is
-  // unsafe (73), or on a system error (71).
+  // (69), when a stale segment of another user cannot be replaced, the run directory is unsafe
+  // or there is no room for the table (73), or on a system error (71).
   static std::unique_ptr<Segment> create(const InstanceId& id, Failure& failure);
   // Client side: attaches to the running instance's segment. Failures:
   //   69 "no master process, exiting." -- no segment, no live master on it (dead, reused PID,

@@ -217,3 +217,31 @@ def test_another_user_is_refused_and_changes_nothing(inst):
         assert (proc.returncode, proc.stdout, proc.stderr.decode()) == (77, b"", message), args
     assert inst.ctl("show").stdout == before
     assert inst.balance.alive()
+
+
+@pytest.mark.parametrize("mmap", [False, True], ids=["shm", "mmap"])
+def test_a_full_file_system_is_a_clear_start_error(backends, tmp_path, mmap):
+    """The segment's file system has less room than the table (a small /dev/shm, a full -M run
+    directory): balance does not start, says so in one line (exit 73) and leaves no segment.
+    Run in a private mount namespace with a 128 KiB tmpfs there. (ftruncate() does not allocate:
+    the first write to the table used to fault, and the master died with exit 65 saying another
+    process had truncated its segment, and left the segment behind.)"""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private small file system")
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    rundir = str(tmp_path / "run")
+    os.mkdir(rundir, 0o700)
+    where = rundir if mmap else "/dev/shm"
+    flags = "-M" if mmap else ""
+    script = (f"mount -t tmpfs -o size=128k,mode=0700 tmpfs {where} && "
+              f"{h.BALANCE_BIN} -f {flags} {port} {srv.address}; rc=$?; ls -A {where}; exit $rc")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=h._env(rundir, None),
+                          timeout=h.scaled(30))
+    if proc.returncode != 73 and b"unshare" in proc.stderr:
+        pytest.skip("no private mount namespace here")
+    h.assert_no_sanitizer_report(proc.stderr.decode(errors="replace"))
+    name = os.path.join(rundir, f"balance.{port}") if mmap else f"/balance.{port}"
+    assert (proc.returncode, proc.stderr.decode(), proc.stdout.decode()) == (
+        73, f"cannot allocate control segment {name}: No space left on device\n", "")
