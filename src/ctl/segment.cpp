@@ -25,7 +25,8 @@ struct SizeGuard {
   std::atomic<int> fd{-1};
   std::atomic<int> wake{-1};  // the master's eventfd once it serves; -1: a client
   std::atomic<bool> truncated{false};
-  char message[512] = {};
+  char message[512] = {};         // a client's last words
+  char master_message[512] = {};  // a master's, when the size put back gets no storage
 };
 SizeGuard g_guard;
 
@@ -36,18 +37,27 @@ void on_sigbus(int sig, siginfo_t* info, void* /*context*/) {
     ::signal(sig, SIG_DFL);  // not ours: the retried access dies of it, as without a handler
     return;
   }
+  const int saved_errno = errno;
   const int wake = g_guard.wake.load();
   if (wake < 0) {
     [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, g_guard.message, std::strlen(g_guard.message));
     ::_exit(kExitDataErr);
   }
-  if (::ftruncate(g_guard.fd.load(), sizeof(core::Table)) != 0) {
+  const int fd = g_guard.fd.load();
+  if (::ftruncate(fd, sizeof(core::Table)) != 0) {
     ::signal(sig, SIG_DFL);
     return;
+  }
+  // ftruncate() gives the pages back no storage: on a full file system the retried access would
+  // fault again, for ever (a master spinning, serving nobody).
+  if (::fallocate(fd, 0, 0, sizeof(core::Table)) != 0 && errno != EOPNOTSUPP) {
+    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, g_guard.master_message, std::strlen(g_guard.master_message));
+    ::_exit(kExitCantCreat);
   }
   g_guard.truncated.store(true);
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
+  errno = saved_errno;
 }
 
 // From the mapping on: faults on it end the process with one line (clients), until a master
@@ -56,6 +66,10 @@ void guard_mapping(const void* base, int fd, const InstanceId& id) {
   const std::string message = "control segment of balance on " + instance_label(id.port, id.bind_text) +
                               " was truncated by another process, exiting.\n";
   std::strncpy(g_guard.message, message.c_str(), sizeof g_guard.message - 1);
+  const std::string master_message = "control segment of balance on " + instance_label(id.port, id.bind_text) +
+                                     " was truncated by another process and there is no room to write it anew, "
+                                     "exiting.\n";
+  std::strncpy(g_guard.master_message, master_message.c_str(), sizeof g_guard.master_message - 1);
   g_guard.fd.store(fd);
   g_guard.base.store(static_cast<const char*>(base));
   struct sigaction sa{};

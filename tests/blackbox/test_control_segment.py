@@ -245,3 +245,47 @@ def test_a_full_file_system_is_a_clear_start_error(backends, tmp_path, mmap):
     name = os.path.join(rundir, f"balance.{port}") if mmap else f"/balance.{port}"
     assert (proc.returncode, proc.stderr.decode(), proc.stdout.decode()) == (
         73, f"cannot allocate control segment {name}: No space left on device\n", "")
+
+
+def test_a_truncated_segment_with_no_room_to_write_it_anew_ends_the_master(backends, tmp_path):
+    """Another process truncates a live -M segment, then its file system fills up. The master's
+    next look at the table puts the size back, but there is no storage for the pages: it says so
+    in one line and exits 73. (It used to retry the faulting access for ever: a master spinning at
+    full CPU and serving nobody.) Run in a private mount namespace with a 400 KiB tmpfs as the run
+    directory, reached from here through /proc/PID/root."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private small file system")
+    srv = backends(h.NameServer("b1"))
+    port = h.free_port()
+    rundir = str(tmp_path / "run")
+    os.mkdir(rundir, 0o700)
+    script = f"mount -t tmpfs -o size=400k,mode=0700 tmpfs {rundir} && exec {h.BALANCE_BIN} -f -M {port} {srv.address}"
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=h._env(rundir, None))
+    try:
+        h.wait_for(lambda: proc.poll() is not None or h.listening_pids(port), 10, "balance listening")
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")
+            if "unshare" in err:
+                pytest.skip("no private mount namespace here")
+            pytest.fail(f"balance exited {proc.returncode}: {err}")
+        # (no client before the truncation: the end of its session would touch the table in the
+        # window before the file system is full, and the master would mend it)
+        inside = f"/proc/{proc.pid}/root{rundir}"
+        os.truncate(f"{inside}/balance.{port}", 0)
+        with open(f"{inside}/filler", "wb", buffering=0) as f:  # fills the tmpfs: 400 KiB at most
+            with pytest.raises(OSError):
+                for _ in range(100):
+                    f.write(b"\0" * 8192)
+        with h.connect(port) as sock:  # the worker looks at the table for this client
+            h.expect_closed(sock)
+        proc.wait(timeout=h.scaled(10))
+        err = proc.stderr.read().decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    h.assert_no_sanitizer_report(err)
+    assert (proc.returncode, err) == (73, f"control segment of balance on port {port} was truncated by another "
+                                          "process and there is no room to write it anew, exiting.\n")
