@@ -83,8 +83,11 @@ void set_stream_options(int fd) {
   set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);
 }
 
-ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from, bool ack_with_data) {
+ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<core::Endpoint>& from, bool ack_with_data) {
   ConnectResult r;
+  // A v4-mapped channel ([::ffff:a.b.c.d]) is the IPv4 host it names: reached over IPv4, so a
+  // -B of either notation can bind the socket, and it works where IPv6 is off.
+  const core::Endpoint to = to_in.unmapped();
   sockaddr_storage ss;
   const socklen_t len = to.to_sockaddr(ss);
   if (len == 0) {
@@ -102,7 +105,7 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
     // Choose the port at connect time, so binding does not use up ephemeral ports early.
     set_int_option(r.fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
     sockaddr_storage local;
-    core::Endpoint f = *from;
+    core::Endpoint f = from->unmapped();
     f.port = 0;
     const socklen_t local_len = f.to_sockaddr(local);
     if (f.family != to.family || ::bind(r.fd.get(), reinterpret_cast<sockaddr*>(&local), local_len) != 0) {
@@ -123,7 +126,7 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
 }
 
 int local_bind_error(const core::Endpoint& local) {
-  core::Endpoint e = local;
+  core::Endpoint e = local.unmapped();
   e.port = 0;
   sockaddr_storage ss;
   const socklen_t len = e.to_sockaddr(ss);

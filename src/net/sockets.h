@@ -42,7 +42,9 @@ struct ConnectResult {
   int error = 0;  // errno when Failed
 };
 
-// Starts a non-blocking connect to `to`, binding to `from` first when given. With
+// Starts a non-blocking connect to `to`, binding to `from` first when given (v4-mapped
+// addresses of either are taken as the IPv4 addresses they are; EAFNOSUPPORT when the two are
+// of different families). With
 // `ack_with_data`, the last ACK of the handshake is held back (TCP_QUICKACK off) to leave with
 // the first bytes sent; the caller must send_pending_ack() if it has nothing to send at once, or
 // a server that speaks first would wait for the delayed-ACK timer (up to 200 ms) to accept, and

@@ -40,6 +40,21 @@ def test_outgoing_bind_family_mismatch_fails_over(start_balance, backends):
     assert h.ask_name(port) == "four"
 
 
+def test_outgoing_bind_v4_mapped_is_its_ipv4_address(start_balance, backends):
+    """-B ::ffff:127.0.0.2 (an IPv4 address in IPv6 notation, as -b takes it) binds connections
+    to an IPv4 channel to 127.0.0.2; so does -B 127.0.0.2 for a channel written [::ffff:127.0.0.1]."""
+    srv = backends(h.EchoServer())
+    for n, (bind, channel) in enumerate([("::ffff:127.0.0.2", srv.address),
+                                         ("127.0.0.2", f"[::ffff:127.0.0.1]:{srv.port}")]):
+        port = h.free_port()
+        b = start_balance(port, [channel], opts=["-B", bind])
+        with h.connect(port) as c:
+            c.sendall(b"x")
+            assert h.recv_exact(c, 1) == b"x", (bind, channel)
+        assert srv.wait_connections(n + 1)[n].peer[0] == "127.0.0.2"
+        assert "warning" not in b.stderr().lower()
+
+
 def test_outgoing_bind_address_not_of_this_host_is_warned_about(start_balance, backends):
     """-B with an address this host does not have: balance starts (the address may come up
     later), but says at once why every connection will fail, not only under -d."""

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -76,6 +77,41 @@ TEST(Connect, PlainConnectAcksAtOnce) {
   }
   EXPECT_TRUE(accepted);
   EXPECT_EQ(segments_sent(c.fd.get()), 2u);  // SYN, ACK
+}
+
+// The source address a connection from `from` to `to` arrives with at `server`, or "" when
+// the connect fails.
+std::string source_seen(const Listener& server, const core::Endpoint& to, const core::Endpoint& from) {
+  ConnectResult c = start_connect(to, from);
+  if (c.status == ConnectStatus::Failed) return "";
+  EXPECT_TRUE(wait_for(c.fd.get(), POLLOUT));
+  EXPECT_EQ(socket_error(c.fd.get()), 0);
+  Fd accepted;
+  for (int i = 0; i < 100 && !accepted; ++i) {
+    if (!(accepted = server.accept_now())) wait_for(server.fd.get(), POLLIN);
+  }
+  if (!accepted) return "accept failed";
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  EXPECT_EQ(::getpeername(accepted.get(), reinterpret_cast<sockaddr*>(&ss), &len), 0);
+  return core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len)->address_string();
+}
+
+// A v4-mapped -B (::ffff:a.b.c.d) is the IPv4 address it names: it binds the connection to an
+// IPv4 channel, and a v4-mapped channel is reached from an IPv4 -B.
+TEST(Connect, MappedAddressesActAsTheirIpv4Addresses) {
+  Listener server;
+  const auto mapped = [](const core::Endpoint& e, const char* v4) {
+    return *core::Endpoint::from_numeric(std::string("::ffff:") + v4, e.port);
+  };
+  const core::Endpoint from_v4 = *core::Endpoint::from_numeric("127.0.0.2", 0);
+  const core::Endpoint from_mapped = *core::Endpoint::from_numeric("::ffff:127.0.0.2", 0);
+  EXPECT_EQ(source_seen(server, server.at, from_mapped), "127.0.0.2");
+  EXPECT_EQ(source_seen(server, mapped(server.at, "127.0.0.1"), from_v4), "127.0.0.2");
+  EXPECT_EQ(source_seen(server, mapped(server.at, "127.0.0.1"), from_mapped), "127.0.0.2");
+  EXPECT_EQ(source_seen(server, server.at, from_v4), "127.0.0.2");
+  // A real IPv6 source still cannot reach an IPv4 channel.
+  EXPECT_EQ(start_connect(server.at, *core::Endpoint::from_numeric("::1", 0)).error, EAFNOSUPPORT);
 }
 
 // Waits, at most 5 s, until the listener's queue length reads `n` (the server's side of a
