@@ -1,6 +1,7 @@
 #include "master/master.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <latch>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -60,6 +62,30 @@ void trace_config(const cli::Config& config, unsigned threads) {
                     group.channels[c].endpoint.to_string().c_str(), group.channels[c].maxc, group.channels[c].weight);
     }
   }
+}
+
+// A -B of one address family cannot reach the channels of the other: every try of them fails
+// (and the client goes on to the next channel), which only -d would show. Empty when all match.
+std::string out_bind_family_warning(const cli::Config& config) {
+  const int family = config.out_bind->unmapped().family;
+  std::string first;
+  size_t others = 0;
+  for (const auto& group : config.groups) {
+    for (const auto& ch : group.channels) {
+      if (ch.endpoint.unmapped().family == family) continue;
+      if (first.empty()) {
+        first = ch.endpoint.to_string();
+      } else {
+        ++others;
+      }
+    }
+  }
+  if (first.empty()) return "";
+  const bool v6 = family == AF_INET6;
+  const std::string more = others != 0 ? " (and " + std::to_string(others) + " more); connections to them fail"
+                                       : "; connections to it fail";
+  return "-B " + config.out_bind->host_string() + " is " + (v6 ? "IPv6" : "IPv4") + " and cannot reach the " +
+         (v6 ? "IPv4" : "IPv6") + " channel " + first + more;
 }
 
 // The running proxy: what start-up built, in the order it must be torn down.
@@ -273,12 +299,15 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   }
   // Not an error: the address may come up later (a floating address); meanwhile every connect
   // fails, which only -d would say. Told where balance was started too, before it daemonizes.
-  std::string bind_warning;
+  std::vector<std::string> bind_warnings;
   if (config.out_bind) {
     if (const int err = net::local_bind_error(*config.out_bind)) {
-      bind_warning = "-B " + config.out_bind->host_string() + ": " + std::strerror(err) +
-                     "; connections to the channels fail until it can be used";
-      if (!config.foreground && !inheritance) std::fprintf(stderr, "warning: %s\n", bind_warning.c_str());
+      bind_warnings.push_back("-B " + config.out_bind->host_string() + ": " + std::strerror(err) +
+                              "; connections to the channels fail until it can be used");
+    }
+    if (std::string w = out_bind_family_warning(config); !w.empty()) bind_warnings.push_back(std::move(w));
+    if (!config.foreground && !inheritance) {
+      for (const std::string& w : bind_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     }
   }
   StartupReport report;
@@ -288,7 +317,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   // Starts the logger thread: after the fork above (a thread does not survive one), before any
   // other thread (they all log through it, never waiting for the sink).
   log::init(!config.foreground, config.debug);
-  if (!bind_warning.empty()) log::write(log::Level::Warning, "%s", bind_warning.c_str());
+  for (const std::string& w : bind_warnings) log::write(log::Level::Warning, "%s", w.c_str());
   // A start that fails from here on says why where it was started from: on the terminal (after
   // what was logged before it), to the parent that daemonized, to the master being upgraded.
   const auto failed = [&] {

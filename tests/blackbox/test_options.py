@@ -55,6 +55,17 @@ def test_outgoing_bind_v4_mapped_is_its_ipv4_address(start_balance, backends):
         assert "warning" not in b.stderr().lower()
 
 
+def test_outgoing_bind_family_mismatch_is_warned_about(start_balance, backends):
+    """-B of one address family with channels of the other: balance starts (the other channels
+    work), but says at once which channels it can never reach, not only under -d."""
+    v4 = backends(h.NameServer("four"))
+    port = h.free_port()
+    b = start_balance(port, [v4.address, "[::1]:81", "!", "[::1]:82"], opts=["-B", "127.0.0.1"])
+    want = "-B 127.0.0.1 is IPv4 and cannot reach the IPv6 channel [::1]:81 (and 1 more); connections to them fail"
+    h.wait_for(lambda: want in b.stderr(), 10, "the warning")
+    assert h.ask_name(port) == "four"
+
+
 def test_outgoing_bind_address_not_of_this_host_is_warned_about(start_balance, backends):
     """-B with an address this host does not have: balance starts (the address may come up
     later), but says at once why every connection will fail, not only under -d."""
