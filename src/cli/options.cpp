@@ -212,7 +212,7 @@ Stop parse_channel_fields(std::string_view text, uint16_t listen_port, ChannelSp
     return fail(kExitUsage, "invalid weight [" + printable(f.weight) + "] in channel [" + printable(text) +
                                 "] (1.." + std::to_string(kMaxWeight) + ")");
   }
-  const auto ep = resolve_host(f.host, port, AF_UNSPEC, 0);
+  const auto ep = resolve_channel_host(f.host, port);
   if (!ep) return bad_address(f.host);
   out.text = text;
   out.endpoint = *ep;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -54,22 +55,45 @@ std::optional<uint16_t> parse_port(std::string_view text) {
   return lookup_service(text);
 }
 
-std::optional<core::Endpoint> resolve_host(std::string_view host, uint16_t port, int family, int flags) {
-  if (host.empty() || host.size() > kMaxHostLength) return std::nullopt;
+namespace {
+
+// Every address getaddrinfo gives `host` (SOCK_STREAM, `family`, `flags`), in its order.
+std::vector<core::Endpoint> lookup_host(std::string_view host, int family, int flags) {
+  std::vector<core::Endpoint> all;
+  if (host.empty() || host.size() > kMaxHostLength) return all;
   const std::string chost(host);
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = flags;
   addrinfo* res = nullptr;
-  if (getaddrinfo(chost.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
-  std::optional<core::Endpoint> ep;
-  for (const addrinfo* ai = res; ai != nullptr && !ep; ai = ai->ai_next) {
-    ep = core::Endpoint::from_sockaddr(ai->ai_addr, ai->ai_addrlen);
+  if (getaddrinfo(chost.c_str(), nullptr, &hints, &res) != 0) return all;
+  for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    if (auto e = core::Endpoint::from_sockaddr(ai->ai_addr, ai->ai_addrlen)) all.push_back(*e);
   }
   freeaddrinfo(res);
-  if (ep) ep->port = port;
-  return ep;
+  return all;
+}
+
+}  // namespace
+
+std::optional<core::Endpoint> resolve_host(std::string_view host, uint16_t port, int family, int flags) {
+  const std::vector<core::Endpoint> all = lookup_host(host, family, flags);
+  if (all.empty()) return std::nullopt;
+  core::Endpoint e = all.front();
+  e.port = port;
+  return e;
+}
+
+std::optional<core::Endpoint> resolve_channel_host(std::string_view host, uint16_t port) {
+  // One lookup of all of them: asked for AF_INET alone, glibc makes 127.0.0.1 of a name whose
+  // only address is ::1.
+  const std::vector<core::Endpoint> all = lookup_host(host, AF_UNSPEC, 0);
+  if (all.empty()) return std::nullopt;
+  const auto v4 = std::find_if(all.begin(), all.end(), [](const core::Endpoint& e) { return e.family == AF_INET; });
+  core::Endpoint e = v4 != all.end() ? *v4 : all.front();
+  e.port = port;
+  return e;
 }
 
 }  // namespace balance::cli

@@ -24,4 +24,10 @@ std::optional<uint16_t> parse_port(std::string_view text);
 // kMaxHostLength, or not resolvable.
 std::optional<core::Endpoint> resolve_host(std::string_view host, uint16_t port, int family, int flags);
 
+// A channel's host, the same on the command line and in `create`/`assign`: a literal as written
+// (IPv4, IPv6, ::ffff:a.b.c.d, fe80::1%eth0); a name by its IPv4 address when it has one, as the
+// classic tool did (it knew no other), else by its IPv6 address. So `localhost` stays 127.0.0.1
+// where /etc/hosts also gives it ::1 (which getaddrinfo would sort first).
+std::optional<core::Endpoint> resolve_channel_host(std::string_view host, uint16_t port);
+
 }  // namespace balance::cli

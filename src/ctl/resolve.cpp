@@ -12,9 +12,7 @@ Resolved resolve_channel_address(std::string_view host, std::string_view port) {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {  // as on the command line
     e = cli::resolve_host(host.substr(1, host.size() - 2), 0, AF_INET6, AI_NUMERICHOST);
   } else {
-    e = cli::resolve_host(host, 0, AF_UNSPEC, AI_NUMERICHOST);
-    if (!e) e = cli::resolve_host(host, 0, AF_INET, 0);
-    if (!e) e = cli::resolve_host(host, 0, AF_INET6, 0);
+    e = cli::resolve_channel_host(host, 0);
   }
   if (!e) return {ResolveStatus::BadHost, {}};
   const std::optional<uint16_t> number = cli::parse_port(port);

@@ -1,6 +1,9 @@
 """IPv6 and dual stack: -b ::1, [::1]:PORT backends, IPv4 clients on the default listener."""
 
+import os
+import shutil
 import socket
+import subprocess
 
 import pytest
 
@@ -86,3 +89,40 @@ def test_create_and_assign_take_ipv6_as_written_on_the_command_line(start_balanc
     assert h.ask_name(port) == "other"
     for bad in ("[127.0.0.1]", "[::1", "[no.such.host.invalid]"):
         assert b.ctl(f"create {bad} {six.port}").stdout == "invalid address\n", bad
+
+
+def _can_replace_etc_hosts() -> bool:
+    """True if a private mount namespace can bind-mount a file over /etc/hosts (root, unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    r = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=h.scaled(10))
+    return r.returncode == 0
+
+
+def test_channel_name_with_both_addresses_is_reached_over_ipv4(backends, tmp_path):
+    """A channel named by a host name that has both an IPv6 and an IPv4 address (as `localhost`
+    has in Debian's /etc/hosts, ::1 sorted first) is its IPv4 address, as in the classic tool and
+    as `create` takes the same name: a backend listening on IPv4 only is reached. A name with
+    only ::1 stays ::1, on the command line and in `create`."""
+    if not _can_replace_etc_hosts():
+        pytest.skip("needs root and unshare to give balance its own /etc/hosts")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n::1 dual.test\n127.0.0.1 dual.test\n::1 six.test\n")
+    four = backends(h.NameServer("four"))
+    six = backends(h.NameServer("six", family=socket.AF_INET6))
+    port = h.free_port()
+    # unshare and sh exec balance: the pid Balance watches is balance's.
+    own_hosts = ["unshare", "-m", "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "sh"]
+    b = h.Balance(port, args=[str(port), f"dual.test:{four.port}", f"six.test:{six.port}"], start=False)
+    b.cmd = own_hosts + b.cmd
+    backends(b)
+    b.start()
+    create = subprocess.run(own_hosts + [h.BALANCE_BIN, "-c", f"create six.test {six.port}", str(port)],
+                            env=dict(os.environ, BALANCE_RUNDIR=b.rundir), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=h.scaled(20))
+    assert (create.returncode, create.stdout) == (0, "channel created\n"), create.stderr
+    rows = h.parse_show(b.ctl("show").stdout)
+    assert [(r["addr"], r["port"]) for r in rows] == [("127.0.0.1", four.port), ("::1", six.port), ("::1", six.port)]
+    assert [h.ask_name(port) for _ in range(2)] == ["four", "six"]
