@@ -95,6 +95,12 @@ ParseOutcome bad_address(std::string_view host) {
   return fail(kExitDataErr, "unknown or invalid address [" + printable(host, kMaxHostLength) + "]");
 }
 
+// A link-local address without its interface, which no socket can use.
+ParseOutcome scope_missing(std::string_view host) {
+  const std::string h = printable(host, kMaxHostLength);
+  return fail(kExitDataErr, "link-local address [" + h + "] needs its interface: " + h + "%<interface>");
+}
+
 std::string flag_name(const OptionDef& d) {
   if (d.short_name != '\0') return std::string("-") + d.short_name;
   return "--" + std::string(d.long_name);
@@ -184,10 +190,12 @@ Stop resolve_binds(Parser& p) {
     const int flags = c.force_ipv6 ? AI_V4MAPPED : 0;
     c.bind = resolve_host(c.bind_text, c.port, family, flags);
     if (!c.bind) return bad_address(c.bind_text);
+    if (c.bind->lacks_scope()) return scope_missing(c.bind_text);
   }
   if (p.have_out_bind) {
     c.out_bind = resolve_host(p.out_bind_text, 0, AF_UNSPEC, 0);
     if (!c.out_bind) return bad_address(p.out_bind_text);
+    if (c.out_bind->lacks_scope()) return scope_missing(p.out_bind_text);
   }
   return std::nullopt;
 }
@@ -214,6 +222,7 @@ Stop parse_channel_fields(std::string_view text, uint16_t listen_port, ChannelSp
   }
   const auto ep = resolve_channel_host(f.host, port);
   if (!ep) return bad_address(f.host);
+  if (ep->lacks_scope()) return scope_missing(f.host);
   out.text = text;
   out.endpoint = *ep;
   out.maxc = static_cast<uint32_t>(*maxc);
@@ -221,11 +230,14 @@ Stop parse_channel_fields(std::string_view text, uint16_t listen_port, ChannelSp
   return std::nullopt;
 }
 
-// An IPv6 address written without brackets, such as 2001:db8::1 or ::1.
+// An IPv6 address written without brackets, such as 2001:db8::1, ::1 or fe80::1%eth0.
 bool is_bare_ipv6(std::string_view text) {
-  if (text.empty() || text.front() == '[' || text.size() >= INET6_ADDRSTRLEN) return false;
+  const size_t scope = text.find('%');
+  if (scope != std::string_view::npos && text.find(':', scope) != std::string_view::npos) return false;
+  const std::string_view address = text.substr(0, scope);  // without the scope (an interface)
+  if (address.empty() || address.front() == '[' || address.size() >= INET6_ADDRSTRLEN) return false;
   in6_addr addr{};
-  return inet_pton(AF_INET6, std::string(text).c_str(), &addr) == 1;
+  return inet_pton(AF_INET6, std::string(address).c_str(), &addr) == 1;
 }
 
 // parse_channel_fields(), with a hint when a syntax error comes from a bare IPv6 address (an

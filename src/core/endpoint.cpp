@@ -86,6 +86,10 @@ std::string Endpoint::to_string() const {
   return address_string() + ":" + std::to_string(port);
 }
 
+bool Endpoint::lacks_scope() const {
+  return family == AF_INET6 && scope_id == 0 && addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
+}
+
 Endpoint Endpoint::unmapped() const {
   static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (family != AF_INET6 || std::memcmp(addr.data(), kMappedPrefix, 12) != 0) return *this;

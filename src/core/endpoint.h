@@ -33,6 +33,9 @@ struct Endpoint {
   std::string host_string() const;
   // Host and port for messages: "127.0.0.1:80", "[::1]:80", "[fe80::1%2]:80".
   std::string to_string() const;
+  // A link-local IPv6 address (fe80::/10) without a scope: no socket can connect to or bind it
+  // (EINVAL), it needs its interface (fe80::1%eth0).
+  bool lacks_scope() const;
   // For an IPv4-mapped IPv6 address (::ffff:a.b.c.d), the plain IPv4 endpoint; otherwise itself.
   Endpoint unmapped() const;
 };

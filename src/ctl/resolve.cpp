@@ -14,7 +14,7 @@ Resolved resolve_channel_address(std::string_view host, std::string_view port) {
   } else {
     e = cli::resolve_channel_host(host, 0);
   }
-  if (!e) return {ResolveStatus::BadHost, {}};
+  if (!e || e->lacks_scope()) return {ResolveStatus::BadHost, {}};
   const std::optional<uint16_t> number = cli::parse_port(port);
   if (!number) return {ResolveStatus::BadPort, {}};
   e->port = *number;

@@ -91,6 +91,25 @@ def test_create_and_assign_take_ipv6_as_written_on_the_command_line(start_balanc
         assert b.ctl(f"create {bad} {six.port}").stdout == "invalid address\n", bad
 
 
+def test_link_local_address_without_its_interface_is_refused(start_balance, backends, rundir):
+    """fe80::1 without %interface cannot be connected to: the command line says so in one line
+    (exit 65) instead of starting a channel whose every connect fails; `create` and `assign`
+    refuse it as an invalid address. A bare scoped address gets the bracket hint."""
+    port = h.free_port()
+    res = h.run(["-f", port, "[fe80::1]:80"], rundir=rundir, timeout=5)
+    assert (res.rc, res.stdout, res.stderr) == (
+        65, "", "link-local address [fe80::1] needs its interface: fe80::1%<interface>\n")
+    res = h.run(["-f", port, "fe80::1%lo"], rundir=rundir, timeout=5)
+    assert (res.rc, res.stderr) == (64, "invalid channel [fe80::1%lo]: IPv6 addresses go in brackets: [fe80::1%lo]\n")
+    srv = backends(h.NameServer("four"))
+    b = start_balance(port, [srv.address])
+    assert b.ctl("disable 0").stdout == "channel 0 disabled\n"
+    for cmd in ("create fe80::1 80", "create [fe80::1] 80", "assign 0 fe80::1 80"):
+        assert b.ctl(cmd).stdout == "invalid address\n", cmd
+    rows = h.parse_show(b.ctl("show").stdout)
+    assert [(r["addr"], r["port"]) for r in rows] == [("127.0.0.1", srv.port)]
+
+
 def _can_replace_etc_hosts() -> bool:
     """True if a private mount namespace can bind-mount a file over /etc/hosts (root, unshare)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:

@@ -290,6 +290,18 @@ TEST(CliParse, BadChannelSyntaxNamesTheChannel) {
   expect_error({"80", "[::1]:1:2:3:4"}, 64, "invalid channel [[::1]:1:2:3:4]: " + many);
 }
 
+TEST(CliParse, LinkLocalAddressNeedsItsInterface) {
+  // fe80::1 without %interface cannot be connected to or bound: one clear line at start, 65,
+  // for a channel, -b and -B alike; with its interface it is taken. Bare, it gets the bracket hint.
+  const std::string line = "link-local address [fe80::1] needs its interface: fe80::1%<interface>";
+  expect_error({"80", "[fe80::1]:81"}, 65, line);
+  expect_error({"-b", "fe80::1", "80", "localhost"}, 65, line);
+  expect_error({"-B", "fe80::1", "80", "localhost"}, 65, line);
+  const Config c = ok({"80", "[fe80::1%1]:81"});
+  EXPECT_EQ(c.groups[0].channels[0].endpoint.to_string(), "[fe80::1%1]:81");
+  expect_error({"80", "fe80::1%1"}, 64, "invalid channel [fe80::1%1]: IPv6 addresses go in brackets: [fe80::1%1]");
+}
+
 TEST(CliParse, BadChannelPortMaxcWeight) {
   // A bad channel port gets the classic port message; bad maxc/weight name themselves, 64.
   expect_error({"80", "localhost:notaport"}, 64, "invalid port [notaport], exiting.");

@@ -109,6 +109,17 @@ TEST(Endpoint, ALinkLocalAddressShowsItsScope) {
   EXPECT_EQ(parse("127.0.0.1", 80).host_string(), "127.0.0.1");
 }
 
+TEST(Endpoint, ALinkLocalAddressWithoutScopeLacksIt) {
+  // Intent: fe80::/10 with no interface cannot be used by a socket (EINVAL): that is told apart.
+  EXPECT_TRUE(parse("fe80::1", 80).lacks_scope());
+  EXPECT_TRUE(parse("febf::1", 80).lacks_scope());
+  EXPECT_FALSE(parse("fe80::1", 80, 2).lacks_scope());
+  for (const char* text : {"fec0::1", "fe7f::1", "::1", "2001:db8::1", "::ffff:127.0.0.1", "127.0.0.1"}) {
+    EXPECT_FALSE(parse(text, 80).lacks_scope()) << text;
+  }
+  EXPECT_FALSE(core::Endpoint{}.lacks_scope());
+}
+
 TEST(Endpoint, UnmappedTurnsMappedIpv6IntoIpv4) {
   // Intent: ::ffff:a.b.c.d becomes the IPv4 endpoint a.b.c.d with the same port.
   const core::Endpoint m = parse("::ffff:192.0.2.7", 4242);

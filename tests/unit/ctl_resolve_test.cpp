@@ -33,6 +33,14 @@ TEST(CtlResolve, Ipv6InBracketsAsOnTheCommandLine) {
   }
 }
 
+TEST(CtlResolve, LinkLocalWithoutItsInterfaceIsInvalid) {
+  // No socket can connect to fe80::1 without a scope: refused like any invalid address.
+  for (const char* host : {"fe80::1", "[fe80::1]"}) {
+    EXPECT_EQ(ctl::resolve_channel_address(host, "80").status, ctl::ResolveStatus::BadHost) << host;
+  }
+  EXPECT_EQ(ctl::resolve_channel_address("fe80::1%1", "80").status, ctl::ResolveStatus::Ok);
+}
+
 TEST(CtlResolve, NamesPreferIpv4) {
   const auto r = ctl::resolve_channel_address("localhost", "80");
   ASSERT_EQ(r.status, ctl::ResolveStatus::Ok);
