@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -122,7 +123,11 @@ Stop parse_metrics(std::string_view value, Config& c) {
   const ChannelText f = split_channel(value);
   const auto port = f.error.empty() && !f.host.empty() && f.maxc.empty() && f.weight.empty() ? parse_port(f.port)
                                                                                            : std::nullopt;
-  if (!port) return usage_error("invalid address [" + printable(value) + "] for --metrics (addr:port)");
+  if (!port) {
+    const bool bare_ipv6 = std::count(value.begin(), value.end(), ':') > 1 && value.front() != '[';
+    return usage_error("invalid address [" + printable(value) + "] for --metrics (addr:port" +
+                       (bare_ipv6 ? ", an IPv6 address in brackets: [::1]:9100)" : ")"));
+  }
   c.metrics = resolve_host(f.host, *port, AF_UNSPEC, 0);
   if (!c.metrics) return bad_address(f.host);
   return std::nullopt;

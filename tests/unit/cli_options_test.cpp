@@ -559,6 +559,8 @@ TEST(CliParse, ExtendedOptionsBadValues) {
   expect_usage({"--grace", "-1", "80", "localhost"}, "invalid value [-1] for --grace (0..2147483)");
   expect_usage({"--metrics", "9100", "80", "localhost"}, "invalid address [9100] for --metrics (addr:port)");
   expect_usage({"--metrics", "127.0.0.1:", "80", "localhost"}, "invalid address [127.0.0.1:] for --metrics (addr:port)");
+  expect_usage({"--metrics", "::1:9100", "80", "localhost"},
+               "invalid address [::1:9100] for --metrics (addr:port, an IPv6 address in brackets: [::1]:9100)");
   const ParseOutcome o = run({"--metrics", "no.such.host.invalid:9100", "80", "localhost"});
   EXPECT_EQ(o.exit_code, 65);
   EXPECT_EQ(o.err, "unknown or invalid address [no.such.host.invalid]\n");
