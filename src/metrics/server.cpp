@@ -1,14 +1,19 @@
 #include "metrics/server.h"
 
 #include <httplib.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "log/log.h"
 #include "metrics/prometheus.h"
@@ -25,12 +30,14 @@ namespace {
 // (httplib left the pipelined ones unanswered); and what follows a request, such as the body
 // of a GET (never read), is not taken for the next request and held in memory (a 200 MB body
 // grew the master by 260 MB). Scrapes come seconds apart; a new connection each time costs
-// nothing worth keeping one alive for. The short timeouts bound how long stopping waits: a
-// thread notices the stop only between requests.
+// nothing worth keeping one alive for. Each wait for the client is bounded by kIoTimeoutMs and
+// the whole exchange, from the thread taking the connection to the last byte of the answer,
+// by kDeadline: httplib bounds each read only, so a client sending its headers a byte a
+// second (their number is not limited) held a thread, and stopping or upgrading the master,
+// for as long as it went on.
 constexpr size_t kPoolThreads = 4;
-constexpr size_t kKeepAliveRequests = 1;
-constexpr time_t kKeepAliveS = 1;
-constexpr time_t kIoTimeoutS = 2;
+constexpr int kIoTimeoutMs = 2000;
+constexpr auto kDeadline = std::chrono::seconds(10);
 
 // The page may run its own inline script and style and fetch from this server, nothing else.
 constexpr const char* kPagePolicy =
@@ -65,11 +72,98 @@ void no_store(httplib::Response& res) {
   res.set_header("X-Content-Type-Options", "nosniff");
 }
 
+// A client's connection as httplib reads and writes it: every wait for the client is bounded by
+// kIoTimeoutMs and by the connection's deadline, whichever comes first.
+class DeadlineStream final : public httplib::Stream {
+ public:
+  DeadlineStream(int fd, std::chrono::steady_clock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+
+  bool is_readable() const override { return off_ < len_ || wait(POLLIN); }
+  bool is_writable() const override { return wait(POLLOUT); }
+
+  // Buffered: httplib reads a request's lines a byte at a time.
+  ssize_t read(char* ptr, size_t size) override {
+    if (off_ == len_) {
+      if (!wait(POLLIN)) return -1;
+      const ssize_t n = ::recv(fd_, buf_, sizeof buf_, 0);
+      if (n <= 0) return n;
+      off_ = 0;
+      len_ = static_cast<size_t>(n);
+    }
+    const size_t n = std::min(size, len_ - off_);
+    std::memcpy(ptr, buf_ + off_, n);
+    off_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!wait(POLLOUT)) return -1;
+    return ::send(fd_, ptr, size, MSG_NOSIGNAL);
+  }
+
+  // The handlers do not ask who the client is.
+  void get_remote_ip_and_port(std::string&, int&) const override {}
+  void get_local_ip_and_port(std::string&, int&) const override {}
+  int socket() const override { return fd_; }
+
+ private:
+  bool wait(short events) const {
+    using namespace std::chrono;
+    const auto left = duration_cast<milliseconds>(deadline_ - steady_clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd_, events, 0};
+    return ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, kIoTimeoutMs))) > 0;
+  }
+
+  int fd_;
+  std::chrono::steady_clock::time_point deadline_;
+  char buf_[4096];
+  size_t off_ = 0;
+  size_t len_ = 0;
+};
+
+// httplib's server, serving each connection through a DeadlineStream, one request on it, and
+// keeping track of the connections being served so that stopping can cut them.
+class HttpServer final : public httplib::Server {
+ public:
+  // After stop(): ends every connection still being served (its request or answer fails at
+  // once), and closes unread those the pool has yet to take.
+  void cut_connections() {
+    const std::lock_guard lock(mutex_);
+    cut_ = true;
+    for (const int fd : serving_) ::shutdown(fd, SHUT_RDWR);
+  }
+
+ private:
+  bool process_and_close_socket(int fd) override {
+    bool ok = false;
+    bool serve = false;
+    {
+      const std::lock_guard lock(mutex_);
+      serve = !cut_ && serving_.insert(fd).second;
+    }
+    if (serve) {
+      DeadlineStream stream(fd, std::chrono::steady_clock::now() + kDeadline);
+      bool closed = false;
+      ok = process_request(stream, true, closed, nullptr);
+      const std::lock_guard lock(mutex_);  // out of the set before the number can be reused
+      serving_.erase(fd);
+    }
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    return ok;
+  }
+
+  std::mutex mutex_;
+  std::unordered_set<int> serving_;
+  bool cut_ = false;
+};
+
 }  // namespace
 
 struct Server::Impl {
   const core::Table& table;
-  httplib::Server http;
+  HttpServer http;
   std::thread thread;
   std::atomic<bool> finished{false};
   uint16_t port = 0;
@@ -80,10 +174,6 @@ struct Server::Impl {
 
 void Server::Impl::routes() {
   http.new_task_queue = [] { return new httplib::ThreadPool(kPoolThreads); };
-  http.set_keep_alive_max_count(kKeepAliveRequests);
-  http.set_keep_alive_timeout(kKeepAliveS);
-  http.set_read_timeout(kIoTimeoutS, 0);
-  http.set_write_timeout(kIoTimeoutS, 0);
   // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second
   // instance bind the same address silently.
   http.set_socket_options([](int fd) {
@@ -153,6 +243,7 @@ Server::~Server() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (!impl_->finished.load()) impl_->http.stop();
+  impl_->http.cut_connections();
   impl_->thread.join();
 }
 

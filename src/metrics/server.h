@@ -4,7 +4,9 @@
 // Threading contract: the server runs on its own threads (one listening, a small pool serving
 // requests), started by start() and stopped and joined by the destructor. They only read the
 // table with relaxed atomic loads and take no lock a worker takes, so a slow or busy scraper
-// never slows the data path. Stop signals are blocked in these threads: the master handles them.
+// never slows the data path; a connection is served for at most 10 s, and stopping cuts it, so
+// no client delays a stop or an upgrade either. Stop signals are blocked in these threads: the
+// master handles them.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +25,9 @@ class Server {
   // `failure` (exit 71, one line).
   static std::unique_ptr<Server> start(const core::Endpoint& addr, const core::Table& table, Failure& failure);
 
-  // Stops accepting, finishes the requests in progress and joins every thread.
+  // Stops accepting, cuts the connections still being served (a request still arriving, an
+  // answer still being written) and joins every thread: it returns promptly whatever the
+  // clients do.
   ~Server();
 
   // The port it listens on (the one chosen by the system when `addr` had port 0).

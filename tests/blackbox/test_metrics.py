@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
@@ -288,6 +290,72 @@ def test_pipelined_requests_get_one_answer_and_a_close(start_balance, backends):
         s.sendall(request * 3)
         got = h.recv_until_eof(s, 10)
     assert got.count(b"HTTP/1.1 200 OK") == 1 and got.count(b"Connection: close") == 1, got[:300]
+
+
+class SlowClients:
+    """Clients that each send the start of a GET, then one more header byte every quarter of a
+    second (a header line "X: y" after another: their number is not limited), for at most
+    `rounds` rounds or until finish(). `done` is set when they have sent everything."""
+
+    def __init__(self, port, n, rounds=240):
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=h.scaled(10))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            self.socks.append(s)
+        self.rounds = rounds
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._dribble, daemon=True)
+        self.thread.start()
+
+    def _dribble(self):
+        for i in range(self.rounds):
+            if self.stop.wait(0.25):  # the pace of a slow client, not a wait for a condition
+                return
+            for s in self.socks:
+                try:
+                    s.send(b"X: y\r\n"[i % 6:i % 6 + 1])
+                except OSError:
+                    pass
+        self.done.set()
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(h.scaled(30))
+        for s in self.socks:
+            s.close()
+
+
+def test_slow_clients_hold_a_thread_for_a_bounded_time(start_balance, backends):
+    """Eight clients sending their headers a byte at a time, twice the serving threads: each is
+    cut after its 10 s, so a scrape behind them is answered while they still send. (httplib
+    bounded each read only: a scrape waited as long as they went on, a minute here.)"""
+    srv = backends(h.EchoServer())
+    _, m = start_with_metrics(start_balance, [srv.address])
+    slow = SlowClients(m.port, 8)
+    try:
+        status, _, body = http_get(m.port, "/metrics", timeout=90)
+        assert status == 200 and b"balance_worker_threads" in body
+        assert not slow.done.is_set(), "the scrape was answered only once the slow clients had stopped"
+    finally:
+        slow.finish()
+
+
+def test_a_slow_client_does_not_hold_up_the_stop(start_balance, backends):
+    """SIGTERM while a client sends its request a byte at a time: balance exits at once, cutting
+    that client, instead of waiting for its request to end (it did: a minute here, for ever if
+    the client goes on)."""
+    srv = backends(h.EchoServer())
+    bal, m = start_with_metrics(start_balance, [srv.address])
+    slow = SlowClients(m.port, 1)
+    try:
+        assert http_get(m.port, "/metrics")[0] == 200  # the server is serving
+        bal.proc.send_signal(signal.SIGTERM)
+        assert bal.wait_exit(90) == 0
+        assert not slow.done.is_set(), "balance exited only once the slow client had stopped"
+    finally:
+        slow.finish()
 
 
 @pytest.mark.skipif(not h.have_ipv6(), reason="no IPv6 loopback")
