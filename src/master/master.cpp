@@ -213,8 +213,15 @@ void Proxy::run() {
 }
 
 // Starts the new master; true once it serves (this master should then drain and go).
+//
+// Under systemd (Type=notify, NotifyAccess=main) this master, the main process, says it all:
+// RELOADING=1 now; READY=1 when the upgrade is over, in the same message as MAINPID= when the
+// new master took over (so that systemd takes it from the process it still knows as the main
+// one). The new master says nothing at start: its READY=1 came before MAINPID= and systemd
+// refused it (with NotifyAccess=main, only the main process is heard).
 bool Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
   metrics_.reset();  // the successor binds the --metrics address (scrapes pause meanwhile)
   Failure failure;
   std::vector<int> listen_fds;
@@ -226,10 +233,11 @@ bool Proxy::upgrade() {
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
     if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
+    sd_notify(0, "READY=1");
     return false;
   }
   log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
-  sd_notifyf(0, "MAINPID=%d", *pid);
+  sd_notifyf(0, "MAINPID=%d\nREADY=1", *pid);
   handed_over_ = true;
   return true;
 }
@@ -246,7 +254,7 @@ void Proxy::fence_forks(bool raise) {
 // Stops accepting (new clients are refused once every worker let go of the listener) and lets
 // the live connections finish, for up to the grace period or until a second stop signal.
 void Proxy::drain() {
-  sd_notify(0, "STOPPING=1");
+  if (!handed_over_) sd_notify(0, "STOPPING=1");  // else the new master is the service now
   for (auto& w : workers_) w->begin_drain(supervisor_.stopped_accepting_callback(), supervisor_.drained_callback());
   const uint64_t deadline = net::EventLoop::clock_ms() + uint64_t{config_.grace_s} * 1000u;
   for (;;) {
@@ -336,8 +344,11 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
     return failed();
   }
   report.send(std::nullopt);
-  if (inheritance) report_to_predecessor(*inheritance, std::nullopt);
-  sd_notify(0, "READY=1");
+  if (inheritance) {
+    report_to_predecessor(*inheritance, std::nullopt);  // the predecessor tells systemd (upgrade())
+  } else {
+    sd_notify(0, "READY=1");
+  }
   proxy.run();
   return kExitOk;
 }

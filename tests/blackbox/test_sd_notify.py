@@ -1,0 +1,123 @@
+"""What balance tells systemd (Type=notify, NotifyAccess=main in dist/systemd/), heard on a
+NOTIFY_SOCKET of the test's own with the sender's pid: READY=1 once it serves; on SIGUSR2
+RELOADING=1, then READY=1 with the new master as MAINPID=, all from the process systemd knows
+as the main one; STOPPING=1 from the master being stopped only; READY=1 after a failed upgrade."""
+
+import os
+import shutil
+import signal
+import socket
+import struct
+
+import pytest
+
+import harness as h
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's: recv() -> (sender pid, {field: value})."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+
+    def _read(self):
+        data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        pid = None
+        for level, kind, cred in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = struct.unpack("iii", cred[:12])[0]
+        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+        return pid, fields
+
+    def recv(self, timeout=10):
+        self.sock.settimeout(h.scaled(timeout))
+        try:
+            return self._read()
+        except socket.timeout:
+            raise AssertionError(f"no notification within {h.scaled(timeout):.0f}s") from None
+
+    def pending(self):
+        """Every message already sent, without waiting (a datagram is queued when it is sent)."""
+        out = []
+        self.sock.setblocking(False)
+        while True:
+            try:
+                out.append(self._read())
+            except BlockingIOError:
+                return out
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def successors():
+    """Pids of masters started by an upgrade: whichever still runs at the end is killed."""
+    pids = []
+    yield pids
+    for pid in pids:
+        if h.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backends, tmp_path, successors):
+    """READY=1 once the port and --metrics listen; SIGUSR2: RELOADING=1, then MAINPID=<new> and
+    READY=1 in one message, both from the old master, nothing from the new one before it is
+    the main process, and no STOPPING=1 from the old one as it drains; SIGTERM to the new
+    master: STOPPING=1 from it. (Before: the new master's READY=1 came before MAINPID=, which
+    systemd refuses under NotifyAccess=main; the old master sent STOPPING=1 after handing over;
+    no RELOADING=1.)"""
+    srv = backends(h.EchoServer())
+    notify = backends(NotifySocket(tmp_path / "notify"))
+    port, mport = h.free_port(), h.free_port()
+    b = start_balance(port, [srv.address], ["--metrics", f"127.0.0.1:{mport}"],
+                      env={"NOTIFY_SOCKET": notify.path})
+    assert notify.recv() == (b.pid, {"READY": "1"})
+    assert h.is_listening(b.pid, port) and h.is_listening(b.pid, mport), "READY=1 before serving"
+
+    b.proc.send_signal(signal.SIGUSR2)
+    pid, fields = notify.recv()
+    assert pid == b.pid and fields.get("RELOADING") == "1" and int(fields["MONOTONIC_USEC"]) > 0, (pid, fields)
+    pid, fields = notify.recv()
+    assert pid == b.pid and set(fields) == {"MAINPID", "READY"} and fields["READY"] == "1", (pid, fields)
+    new = int(fields["MAINPID"])
+    successors.append(new)
+    assert new != b.pid and h.pid_alive(new)
+    assert h.is_listening(new, port) and h.is_listening(new, mport), "MAINPID= before the new master serves"
+
+    assert b.wait_exit(30) == 0, "the old master did not drain and exit"
+    assert notify.pending() == [], "messages after the hand-over"
+
+    os.kill(new, signal.SIGTERM)
+    assert notify.recv() == (new, {"STOPPING": "1"})
+    h.wait_for(lambda: not h.pid_alive(new), 15, "the new master to stop")
+
+
+def test_a_failed_upgrade_ends_the_reload(start_balance, backends, tmp_path):
+    """SIGUSR2 when the program file no longer starts: RELOADING=1, then READY=1 without a new
+    MAINPID=, and the master goes on serving. (Before: nothing at all was sent.)"""
+    srv = backends(h.EchoServer())
+    notify = backends(NotifySocket(tmp_path / "notify"))
+    program = tmp_path / "balance"
+    shutil.copy(h.BALANCE_BIN, program)
+    port = h.free_port()
+    b = start_balance(port, [srv.address], env={"NOTIFY_SOCKET": notify.path}, start=False)
+    b.cmd[0] = str(program)
+    b.start()
+    assert notify.recv() == (b.pid, {"READY": "1"})
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    os.rename(broken, program)  # "installs" a program that fails at once
+
+    b.proc.send_signal(signal.SIGUSR2)
+    pid, fields = notify.recv()
+    assert pid == b.pid and fields.get("RELOADING") == "1", (pid, fields)
+    assert notify.recv(40) == (b.pid, {"READY": "1"})
+    assert b.alive()
+    with h.connect(port) as c:
+        c.sendall(b"still served")
+        assert h.recv_exact(c, 12) == b"still served"
