@@ -198,7 +198,9 @@ void Server::Impl::routes() {
   });
   http.Get("/status.json", [this](const httplib::Request&, httplib::Response& res) {
     no_store(res);
-    res.set_content(format_status_json(take_snapshot(table, now_ms())), "application/json");
+    Snapshot snap = take_snapshot(table, now_ms());
+    snap.log_lines_dropped = log::dropped_lines();
+    res.set_content(format_status_json(snap), "application/json");
   });
   http.Get("/", [](const httplib::Request&, httplib::Response& res) {
     no_store(res);

@@ -5,6 +5,7 @@ dropped, and reading the pipe afterwards shows the "N log lines dropped" line; /
 them. The same with a syslog reader that has stopped."""
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,8 @@ def test_a_stalled_stderr_reader_never_stalls_connections(backends, rundir):
             exposition = res.read().decode()
         counted = re.search(r"^balance_log_lines_dropped_total (\d+)$", exposition, re.M)
         assert counted and int(counted.group(1)) >= dropped, exposition[-500:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/status.json", timeout=h.scaled(10)) as res:
+            assert json.load(res)["log_lines_dropped_total"] >= dropped
         # The log works again: a new connection's line follows the report.
         with socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)) as c:
             me = "%s:%d" % c.getsockname()[:2]

@@ -229,6 +229,7 @@ def test_status_json_agrees_with_metrics(start_balance, backends):
     metrics = m.scrape()
     assert [g["type"] for g in status["groups"]] == ["hash", "round-robin"]
     assert status["accepted_total"] == metrics[("balance_accepted_connections_total", ())] == 3
+    assert status["log_lines_dropped_total"] == metrics[("balance_log_lines_dropped_total", ())] == 0
     assert status["checks"] is False and status["threads"] >= 1
     for g in status["groups"]:
         for c in g["channels"]:
