@@ -1,5 +1,6 @@
 // The --metrics HTTP endpoint: GET /metrics (Prometheus), GET /status.json, GET / (the status
-// page). Anything else is 404; methods other than GET and HEAD are 405.
+// page). Anything else is 404; methods other than GET and HEAD are 405 (a method name httplib
+// does not know is 400).
 //
 // Threading contract: the server runs on its own threads (one listening, a small pool serving
 // requests), started by start() and stopped and joined by the destructor. They only read the

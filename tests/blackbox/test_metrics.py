@@ -255,9 +255,10 @@ def test_http_surface(start_balance, backends):
     assert status == 200 and body == b""
     for path in ("/favicon.ico", "/metrics/x", "/status", "/../metrics"):
         assert http_get(m.port, path)[0] == 404, path
-    for method in ("POST", "PUT", "DELETE"):
+    for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
         status, headers, _ = http_get(m.port, "/metrics", method=method)
         assert status == 405 and headers["Allow"] == "GET, HEAD", (method, status)
+    assert http_get(m.port, "/metrics", method="FOO")[0] == 400
 
 
 def test_the_body_of_a_get_is_not_held_in_memory(start_balance, backends):
