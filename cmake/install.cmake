@@ -75,6 +75,15 @@ if [ "$1" = configure ]; then
 fi
 exit 0
 ]=])
+# Removing the package stops the instances it started (upgrading it does not: "systemctl reload"
+# upgrades them in place). Without this they went on running from the deleted program file.
+file(WRITE "${_balance_gen}/prerm" [=[#!/bin/sh
+set -e
+if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+    systemctl stop balance.service 'balance@*.service' >/dev/null 2>&1 || true
+fi
+exit 0
+]=])
 file(WRITE "${_balance_gen}/postrm" [=[#!/bin/sh
 set -e
 if [ "$1" = remove ] || [ "$1" = purge ]; then
@@ -87,7 +96,7 @@ if [ "$1" = purge ]; then
 fi
 exit 0
 ]=])
-file(CHMOD "${_balance_gen}/postinst" "${_balance_gen}/postrm"
+file(CHMOD "${_balance_gen}/postinst" "${_balance_gen}/prerm" "${_balance_gen}/postrm"
      PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 
 if(NOT CPACK_GENERATOR)
@@ -116,6 +125,6 @@ groups of servers, active health checks and the PROXY protocol.
 It keeps the command line, channel groups and control shell of Inlab's
 classic balance, and adds Prometheus metrics, a live status page, graceful
 stop and upgrade in place. Ships systemd units and a bash completion.]=])
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${_balance_gen}/postinst;${_balance_gen}/postrm")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${_balance_gen}/postinst;${_balance_gen}/prerm;${_balance_gen}/postrm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 include(CPack)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the Debian package from a configured and built tree, checks what it holds, unpacks it
 # into a scratch root with dpkg -x and runs the unpacked program: --version, --help, and a short
-# foreground run relaying bytes to a loopback backend. Lints the man page and checks the systemd
+# foreground run relaying bytes to a loopback backend. Runs the maintainer scripts (with a stub
+# systemctl, in a mount namespace of their own), lints the man page and checks the systemd
 # units and the bash completion that the package ships.
 #
 #   tests/packaging/test_package.sh BUILD_DIR
 #
 # Needs cmake/cpack, dpkg-dev (dpkg-shlibdeps), groff-base, python3; uses mandoc and
-# systemd-analyze when they are installed. Exits non-zero on any failure; leaves nothing behind.
+# systemd-analyze when they are installed, and unshare (util-linux) where user namespaces are
+# allowed. Exits non-zero on any failure; leaves nothing behind.
 set -uo pipefail
 
 if (($# != 1)) || [[ ! -f $1/CPackConfig.cmake ]]; then
@@ -88,6 +90,33 @@ done
 check "no file outside /usr" test -z "$(grep -v '^/usr\(/\|$\)' "$work/files" | grep -v '^/$')"
 check "/usr/bin/balance is executable" \
     grep -q '^-rwxr-xr-x .* \./usr/bin/balance$' "$work/listing"
+
+# --- the maintainer scripts, run with a systemctl that records its arguments, in a mount
+# namespace of their own where /run/systemd/system exists (as on a host booted with systemd)
+echo "=== maintainer scripts"
+dpkg-deb -e "$deb" "$work/control" || fatal "dpkg-deb -e"
+for script in postinst prerm postrm; do
+    check "the package has a $script" test -x "$work/control/$script"
+done
+mkdir -p "$work/stub"
+printf '#!/bin/sh\necho "systemctl $*" >>"$SYSTEMCTL_LOG"\n' >"$work/stub/systemctl"
+chmod 755 "$work/stub/systemctl"
+maintainer_script() {  # maintainer_script SCRIPT ARG: the systemctl calls it makes
+    : >"$work/systemctl.log"
+    SYSTEMCTL_LOG=$work/systemctl.log PATH=$work/stub:$PATH unshare -rm sh -c '
+        mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$1" "$2"' _ \
+        "$work/control/$1" "$2" >/dev/null 2>&1 || echo "exit $?" >>"$work/systemctl.log"
+    cat "$work/systemctl.log"
+}
+if unshare -rm true 2>/dev/null; then
+    check "prerm remove stops every instance" \
+        test "$(maintainer_script prerm remove)" = "systemctl stop balance.service balance@*.service"
+    check "prerm upgrade leaves them running" test -z "$(maintainer_script prerm upgrade)"
+    check "postinst configure reloads systemd" \
+        test "$(maintainer_script postinst configure)" = "systemctl daemon-reload"
+else
+    echo "skipped: running the maintainer scripts (unshare -rm is not allowed here)"
+fi
 
 # --- unpack and run
 root=$work/root
