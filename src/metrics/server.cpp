@@ -10,10 +10,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "log/log.h"
 #include "metrics/prometheus.h"
@@ -54,6 +57,12 @@ namespace {
 // second (their number is not limited) held a thread, and stopping or upgrading the master,
 // for as long as it went on.
 constexpr size_t kPoolThreads = 4;
+// Accepted connections waiting for a serving thread. Beyond them the listening thread waits
+// before accepting more, and new clients wait in the kernel's backlog (kBacklog) instead of
+// holding descriptors of the master: 1,500 idle connections to the metrics port used to take
+// every descriptor it had, and the data path shed every new client ("out of file descriptors").
+constexpr size_t kMaxQueued = 16;
+constexpr int kBacklog = SOMAXCONN;
 constexpr int kIoTimeoutMs = 2000;
 constexpr auto kDeadline = std::chrono::seconds(10);
 
@@ -140,6 +149,55 @@ class DeadlineStream final : public httplib::Stream {
   size_t len_ = 0;
 };
 
+// httplib's ThreadPool, but enqueue() waits while kMaxQueued connections already wait.
+class BoundedPool final : public httplib::TaskQueue {
+ public:
+  explicit BoundedPool(size_t threads) {
+    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock lock(mutex_);
+    room_.wait(lock, [this] { return jobs_.size() < kMaxQueued; });
+    jobs_.push_back(std::move(fn));
+    lock.unlock();
+    ready_.notify_one();
+  }
+
+  // Runs what is queued, then joins the threads.
+  void shutdown() override {
+    {
+      const std::lock_guard lock(mutex_);
+      shutdown_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return !jobs_.empty() || shutdown_; });
+        if (jobs_.empty()) return;
+        fn = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      room_.notify_one();
+      fn();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::condition_variable room_;
+  std::deque<std::function<void()>> jobs_;
+  bool shutdown_ = false;
+  std::vector<std::thread> threads_;
+};
+
 // httplib's server, serving each connection through a DeadlineStream, one request on it, and
 // keeping track of the connections being served so that stopping can cut them.
 class HttpServer final : public httplib::Server {
@@ -151,6 +209,9 @@ class HttpServer final : public httplib::Server {
     cut_ = true;
     for (const int fd : serving_) ::shutdown(fd, SHUT_RDWR);
   }
+
+  // After a bind: httplib listens with a backlog of 5.
+  bool set_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
 
  private:
   bool process_and_close_socket(int fd) override {
@@ -191,7 +252,7 @@ struct Server::Impl {
 };
 
 void Server::Impl::routes() {
-  http.new_task_queue = [] { return new httplib::ThreadPool(kPoolThreads); };
+  http.new_task_queue = [] { return new BoundedPool(kPoolThreads); };
   // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second
   // instance bind the same address silently.
   http.set_socket_options([](int fd) {
@@ -242,6 +303,7 @@ std::unique_ptr<Server> Server::start(const core::Endpoint& addr, const core::Ta
                                (err ? std::strerror(err) : "cannot bind") + ", exiting."};
     return nullptr;
   }
+  impl->http.set_backlog(kBacklog);  // the default one still serves if this fails
   impl->port = static_cast<uint16_t>(port);
   Impl* raw = impl.get();
   {

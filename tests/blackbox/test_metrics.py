@@ -4,6 +4,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -358,6 +359,35 @@ def test_a_slow_client_does_not_hold_up_the_stop(start_balance, backends):
         assert not slow.done.is_set(), "balance exited only once the slow client had stopped"
     finally:
         slow.finish()
+
+
+def test_idle_connections_to_the_metrics_port_leave_descriptors_for_the_data_path(start_balance, backends):
+    """600 connections to the metrics port that send nothing, against a master allowed 512
+    descriptors: it holds a bounded number of them (the rest wait in the kernel's backlog), so
+    clients of the data path are all served meanwhile. (Every connection used to be accepted
+    and queued for a serving thread: the master ran out of descriptors and shed every client.)"""
+    prlimit = tool("prlimit")
+    srv = backends(h.EchoServer())
+    mport, port = h.free_port(), h.free_port()
+    b = start_balance(port, [srv.address], ["--metrics", f"127.0.0.1:{mport}"], start=False)
+    b.cmd = [prlimit, "--nofile=512:512", *b.cmd]  # prlimit execs balance: the same pid
+    b.start()
+    Metrics(b, mport)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    idle = []
+    try:
+        for _ in range(600):
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", mport), timeout=h.scaled(2)))
+            except OSError:  # the backlog is full: what is asked is already more than it holds
+                break
+        for i in range(20):
+            exchange(port, b"data path %d" % i)
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.skipif(not h.have_ipv6(), reason="no IPv6 loopback")
