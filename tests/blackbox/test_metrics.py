@@ -283,6 +283,31 @@ def test_the_body_of_a_get_is_not_held_in_memory(start_balance, backends):
     assert grown < 16 * 1024, f"the master grew by {grown} KiB"
 
 
+def test_endless_headers_are_not_held_in_memory(start_balance, backends):
+    """A GET followed by 32 MiB of short header lines, each within httplib's 8 KiB line limit:
+    balance reads 64 KiB of a request at most and closes, so the master does not grow by them
+    (it kept every header: 300 MB of them grew it by 5.4 GiB)."""
+    srv = backends(h.EchoServer())
+    b, m = start_with_metrics(start_balance, [srv.address])
+    assert http_get(m.port, "/metrics")[0] == 200  # one-time allocations done
+    before = rss_kib(b.pid)
+    size = 32 << 20
+    chunk = b"X: y\r\n" * (1 << 16)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", m.port), timeout=h.scaled(30)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        try:
+            while sent < size:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server closed the connection
+            pass
+    assert sent < size, "the server took 32 MiB of headers"
+    assert http_get(m.port, "/metrics")[0] == 200
+    grown = rss_kib(b.pid) - before
+    assert grown < 16 * 1024, f"the master grew by {grown} KiB"
+
+
 def test_pipelined_requests_get_one_answer_and_a_close(start_balance, backends):
     """Three requests in one send: the first is answered with "Connection: close" and the
     connection ends, so the client sends the others again (they were left unanswered)."""
