@@ -22,6 +22,7 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.senders = set()  # every pid heard from
 
     def _read(self):
         data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
@@ -29,6 +30,7 @@ class NotifySocket:
         for level, kind, cred in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = struct.unpack("iii", cred[:12])[0]
+                self.senders.add(pid)
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
         return pid, fields
 
@@ -53,17 +55,32 @@ class NotifySocket:
         self.sock.close()
 
 
+def parent_pid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 @pytest.fixture
-def successors():
-    """Pids of masters started by an upgrade: whichever still runs at the end is killed."""
-    pids = []
-    yield pids
-    for pid in pids:
-        if h.pid_alive(pid):
+def notify(tmp_path):
+    """The NotifySocket given to balance. At the end, any master that sent on it and is not a
+    child of the test (one started by an upgrade), passed or failed, is killed."""
+    sock = NotifySocket(tmp_path / "notify")
+    yield sock
+    sock.close()
+    binary = os.path.realpath(h.BALANCE_BIN)
+    for pid in sock.senders:
+        try:
+            ours = os.path.realpath(f"/proc/{pid}/exe") == binary  # not a recycled pid
+        except OSError:
+            continue
+        if ours and parent_pid(pid) != os.getpid() and h.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backends, tmp_path, successors):
+def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backends, notify):
     """READY=1 once the port and --metrics listen; SIGUSR2: RELOADING=1, then MAINPID=<new> and
     READY=1 in one message, both from the old master, nothing from the new one before it is
     the main process, and no STOPPING=1 from the old one as it drains; SIGTERM to the new
@@ -71,7 +88,6 @@ def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backend
     systemd refuses under NotifyAccess=main; the old master sent STOPPING=1 after handing over;
     no RELOADING=1.)"""
     srv = backends(h.EchoServer())
-    notify = backends(NotifySocket(tmp_path / "notify"))
     port, mport = h.free_port(), h.free_port()
     b = start_balance(port, [srv.address], ["--metrics", f"127.0.0.1:{mport}"],
                       env={"NOTIFY_SOCKET": notify.path})
@@ -84,7 +100,6 @@ def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backend
     pid, fields = notify.recv()
     assert pid == b.pid and set(fields) == {"MAINPID", "READY"} and fields["READY"] == "1", (pid, fields)
     new = int(fields["MAINPID"])
-    successors.append(new)
     assert new != b.pid and h.pid_alive(new)
     assert h.is_listening(new, port) and h.is_listening(new, mport), "MAINPID= before the new master serves"
 
@@ -96,11 +111,10 @@ def test_ready_reload_and_stop_come_from_the_main_process(start_balance, backend
     h.wait_for(lambda: not h.pid_alive(new), 15, "the new master to stop")
 
 
-def test_a_failed_upgrade_ends_the_reload(start_balance, backends, tmp_path):
+def test_a_failed_upgrade_ends_the_reload(start_balance, backends, notify, tmp_path):
     """SIGUSR2 when the program file no longer starts: RELOADING=1, then READY=1 without a new
     MAINPID=, and the master goes on serving. (Before: nothing at all was sent.)"""
     srv = backends(h.EchoServer())
-    notify = backends(NotifySocket(tmp_path / "notify"))
     program = tmp_path / "balance"
     shutil.copy(h.BALANCE_BIN, program)
     port = h.free_port()
