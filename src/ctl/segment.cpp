@@ -30,6 +30,17 @@ struct SizeGuard {
 };
 SizeGuard g_guard;
 
+// Ends the process with one line, from a fault handler: when several threads meet the fault at
+// once, one of them writes the line and exits, the others wait for the end.
+[[noreturn]] void die_of_fault(const char* message, int code) {
+  static std::atomic<bool> dying{false};
+  if (dying.exchange(true)) {
+    for (;;) ::pause();
+  }
+  [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, message, std::strlen(message));
+  ::_exit(code);
+}
+
 void on_sigbus(int sig, siginfo_t* info, void* /*context*/) {
   const char* base = g_guard.base.load();
   const auto* addr = static_cast<const char*>(info->si_addr);
@@ -39,10 +50,7 @@ void on_sigbus(int sig, siginfo_t* info, void* /*context*/) {
   }
   const int saved_errno = errno;
   const int wake = g_guard.wake.load();
-  if (wake < 0) {
-    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, g_guard.message, std::strlen(g_guard.message));
-    ::_exit(kExitDataErr);
-  }
+  if (wake < 0) die_of_fault(g_guard.message, kExitDataErr);
   const int fd = g_guard.fd.load();
   if (::ftruncate(fd, sizeof(core::Table)) != 0) {
     ::signal(sig, SIG_DFL);
@@ -51,8 +59,7 @@ void on_sigbus(int sig, siginfo_t* info, void* /*context*/) {
   // ftruncate() gives the pages back no storage: on a full file system the retried access would
   // fault again, for ever (a master spinning, serving nobody).
   if (::fallocate(fd, 0, 0, sizeof(core::Table)) != 0 && errno != EOPNOTSUPP) {
-    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, g_guard.master_message, std::strlen(g_guard.master_message));
-    ::_exit(kExitCantCreat);
+    die_of_fault(g_guard.master_message, kExitCantCreat);
   }
   g_guard.truncated.store(true);
   const uint64_t one = 1;
@@ -204,7 +211,7 @@ void Segment::guard_size(int wake) { g_guard.wake.store(wake); }
 
 bool Segment::take_truncation() { return g_guard.truncated.exchange(false); }
 
-std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure) {
+std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure, const Fill& fill) {
   if (id.use_mmap && !os::ensure_run_directory(run_directory(), failure)) return nullptr;
   std::unique_ptr<Segment> seg(new Segment());
   seg->id_ = id;
@@ -237,7 +244,7 @@ std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure)
     os::remove_name(seg->name_, seg->is_file_);
     return nullptr;
   }
-  seg->reinitialize();
+  seg->reinitialize(fill);
   return seg;
 }
 
@@ -318,8 +325,9 @@ bool Segment::check_header(Failure& failure, const Trace& trace) const {
   return true;
 }
 
-void Segment::reinitialize() {
-  table_->init(::getpid(), own_start_ticks(), static_cast<int64_t>(std::time(nullptr)));
+void Segment::reinitialize(const Fill& fill) {
+  table_->init(0, own_start_ticks(), static_cast<int64_t>(std::time(nullptr)));
+  if (fill) fill(*table_);
   publish_master();
 }
 

@@ -45,16 +45,19 @@ Failure permission_failure(const InstanceId& id);
 
 class Segment {
  public:
+  // What a master writes into a fresh table (its channels from the command line).
+  using Fill = std::function<void(core::Table&)>;
+
   ~Segment();
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
-  // Master side: creates a fresh, initialised segment for `id` (mode 0600), replacing a stale
-  // one; the calling process is recorded as the master and holds the liveness lock while the
-  // Segment exists. Fails (null, `failure` filled) when a live master already holds the name
+  // Master side: creates a fresh segment for `id` (mode 0600), initialised and filled (`fill`),
+  // replacing a stale one; the calling process is then recorded as the master and holds the
+  // liveness lock while the Segment exists. Fails (null, `failure` filled) when a live master already holds the name
   // (69), when a stale segment of another user cannot be replaced, the run directory is unsafe
   // or there is no room for the table (73), or on a system error (71).
-  static std::unique_ptr<Segment> create(const InstanceId& id, Failure& failure);
+  static std::unique_ptr<Segment> create(const InstanceId& id, Failure& failure, const Fill& fill = {});
   // Client side: attaches to the running instance's segment. Failures:
   //   69 "no master process, exiting." -- no segment, no live master on it (dead, reused PID,
   //      liveness lock free), or a header not yet written (all-zero magic);
@@ -102,9 +105,10 @@ class Segment {
   // take_truncation() says once that it happened, for the master to write the table anew.
   void guard_size(int wake);
   bool take_truncation();
-  // Master side: writes the header anew, the calling process as the master (create(), and a
-  // table that was lost).
-  void reinitialize();
+  // Master side: writes the table anew, with `fill` run on it before the calling process is
+  // recorded as the master: until then no client attaches, so none sees, or changes, a table
+  // half written (create(), and a table that was lost).
+  void reinitialize(const Fill& fill = {});
   // The master recorded in the header, if it is a live process of the segment's owner that
   // started when the header says and the liveness lock is held; 0 otherwise. With `strict`,
   // it must also have this very segment mapped (checked before signalling it).

@@ -156,9 +156,9 @@ bool Proxy::start(Failure& failure) {
     workers_.clear();
     return false;
   }
+  segment_->guard_size(supervisor_.wake_fd());  // before any thread serves from the table
   for (auto& w : workers_) w->start();
   if (checker_) checker_->start();
-  segment_->guard_size(supervisor_.wake_fd());
   return true;
 }
 
@@ -171,12 +171,12 @@ void Proxy::restore_table() {
   log::write(log::Level::Error,
              "the control segment was truncated by another process: its state is lost; written anew from the "
              "command line");
-  core::Table& table = segment_->table();
-  segment_->reinitialize();
-  fill_table(table, config_);
-  table.header.threads.store(worker_count());
-  table.header.grace_s.store(config_.grace_s);
-  if (checker_) table.header.flags.fetch_or(core::kFlagChecks);
+  segment_->reinitialize([this](core::Table& table) {
+    fill_table(table, config_);
+    table.header.threads.store(worker_count());
+    table.header.grace_s.store(config_.grace_s);
+    if (checker_) table.header.flags.fetch_or(core::kFlagChecks);
+  });
 }
 
 // The listeners worker `i` of `threads` accepts on: its own, and any beyond the thread count
@@ -287,9 +287,7 @@ std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std:
                                            Failure& failure) {
   const ctl::InstanceId id{config.port, config.bind_text, config.use_mmap};
   if (inheritance) return ctl::Segment::adopt(id, inheritance->segment_fd, failure);
-  auto segment = ctl::Segment::create(id, failure);
-  if (segment) fill_table(segment->table(), config);
-  return segment;
+  return ctl::Segment::create(id, failure, [&config](core::Table& table) { fill_table(table, config); });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@ import os
 import pwd
 import random
 import shutil
+import signal
 import struct
 import subprocess
 
@@ -34,6 +35,9 @@ class Instance:
         self.start_balance = start_balance
         self.balance = self.start()
         self.path = h.segment_path(self.port, rundir, mmap)
+        # Listening comes before the table: the tests below write into it only once a client can
+        # attach, which is once the master has filled it.
+        h.wait_for(lambda: self.ctl("show").rc == 0, 10, "the master's table")
 
     def start(self):
         return self.start_balance(self.port, self.channels, opts=self.flags)
@@ -270,16 +274,24 @@ def test_a_truncated_segment_with_no_room_to_write_it_anew_ends_the_master(backe
             if "unshare" in err:
                 pytest.skip("no private mount namespace here")
             pytest.fail(f"balance exited {proc.returncode}: {err}")
-        # (no client before the truncation: the end of its session would touch the table in the
-        # window before the file system is full, and the master would mend it)
-        inside = f"/proc/{proc.pid}/root{rundir}"
-        os.truncate(f"{inside}/balance.{port}", 0)
-        with open(f"{inside}/filler", "wb", buffering=0) as f:  # fills the tmpfs: 400 KiB at most
-            with pytest.raises(OSError):
-                for _ in range(100):
-                    f.write(b"\0" * 8192)
-        with h.connect(port) as sock:  # the worker looks at the table for this client
-            h.expect_closed(sock)
+        assert h.ask_name(port) == "b1"  # serving: the master's fault handler is in place
+        # Stopped while its segment is cut and its file system filled, so that nothing of the
+        # master can look at the table in between, and mend it while there is still room.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            inside = f"/proc/{proc.pid}/root{rundir}"
+            os.truncate(f"{inside}/balance.{port}", 0)
+            with open(f"{inside}/filler", "wb", buffering=0) as f:  # fills the tmpfs: 400 KiB at most
+                with pytest.raises(OSError):
+                    for _ in range(100):
+                        f.write(b"\0" * 8192)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        try:  # a worker looks at the table for this client, if the master is still there
+            with h.connect(port) as sock:
+                h.expect_closed(sock)
+        except ConnectionRefusedError:
+            pass  # it had already met the cut pages, and gone
         proc.wait(timeout=h.scaled(10))
         err = proc.stderr.read().decode(errors="replace")
     finally:
