@@ -256,6 +256,12 @@ struct Server::Impl {
 
   explicit Impl(const core::Table& t) : table(t) {}
   void routes();
+  // What /metrics and /status.json show: the table's, and this process's dropped log lines.
+  Snapshot snapshot() const {
+    Snapshot snap = take_snapshot(table, now_ms());
+    snap.log_lines_dropped = log::dropped_lines();
+    return snap;
+  }
 };
 
 void Server::Impl::routes() {
@@ -278,15 +284,11 @@ void Server::Impl::routes() {
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     no_store(res);
-    Snapshot snap = take_snapshot(table, now_ms());
-    snap.log_lines_dropped = log::dropped_lines();
-    res.set_content(format_prometheus(snap), kPrometheusContentType);
+    res.set_content(format_prometheus(snapshot()), kPrometheusContentType);
   });
   http.Get("/status.json", [this](const httplib::Request&, httplib::Response& res) {
     no_store(res);
-    Snapshot snap = take_snapshot(table, now_ms());
-    snap.log_lines_dropped = log::dropped_lines();
-    res.set_content(format_status_json(snap), "application/json");
+    res.set_content(format_status_json(snapshot()), "application/json");
   });
   http.Get("/", [](const httplib::Request&, httplib::Response& res) {
     no_store(res);
