@@ -96,10 +96,16 @@ ParseOutcome bad_address(std::string_view host) {
   return fail(kExitDataErr, "unknown or invalid address [" + printable(host, kMaxHostLength) + "]");
 }
 
-// A link-local address without its interface, which no socket can use.
+// A link-local address without its interface, which no socket can use. `example` shows where
+// the interface goes ("fe80::1%<interface>" for -b and -B, "[fe80::1%<interface>]:80" for a
+// channel).
+ParseOutcome scope_missing(std::string_view host, std::string_view example) {
+  return fail(kExitDataErr, "link-local address [" + printable(host, kMaxHostLength) +
+                                "] needs its interface: " + printable(example));
+}
+
 ParseOutcome scope_missing(std::string_view host) {
-  const std::string h = printable(host, kMaxHostLength);
-  return fail(kExitDataErr, "link-local address [" + h + "] needs its interface: " + h + "%<interface>");
+  return scope_missing(host, std::string(host) + "%<interface>");
 }
 
 std::string flag_name(const OptionDef& d) {
@@ -227,7 +233,10 @@ Stop parse_channel_fields(std::string_view text, uint16_t listen_port, ChannelSp
   }
   const auto ep = resolve_channel_host(f.host, port);
   if (!ep) return bad_address(f.host);
-  if (ep->lacks_scope()) return scope_missing(f.host);
+  if (ep->lacks_scope()) {  // the channel as written, the interface inside its brackets
+    const std::string_view after_host = text.substr(text.front() == '[' ? text.find(']') + 1 : f.host.size());
+    return scope_missing(f.host, "[" + std::string(f.host) + "%<interface>]" + std::string(after_host));
+  }
   out.text = text;
   out.endpoint = *ep;
   out.maxc = static_cast<uint32_t>(*maxc);
@@ -235,23 +244,34 @@ Stop parse_channel_fields(std::string_view text, uint16_t listen_port, ChannelSp
   return std::nullopt;
 }
 
-// An IPv6 address written without brackets, such as 2001:db8::1, ::1 or fe80::1%eth0.
-bool is_bare_ipv6(std::string_view text) {
+// The channel `text` as it should have been written when it starts with an IPv6 address without
+// brackets: "[2001:db8::1]" for 2001:db8::1, "[fe80::1%eth0]:80" for fe80::1%eth0:80. Without a
+// scope nothing tells the address from a port, so all of it goes in the brackets.
+std::optional<std::string> bracketed(std::string_view text) {
   const size_t scope = text.find('%');
-  if (scope != std::string_view::npos && text.find(':', scope) != std::string_view::npos) return false;
-  const std::string_view address = text.substr(0, scope);  // without the scope (an interface)
-  if (address.empty() || address.front() == '[' || address.size() >= INET6_ADDRSTRLEN) return false;
+  const std::string_view address = text.substr(0, scope);
+  if (address.empty() || address.front() == '[' || address.size() >= INET6_ADDRSTRLEN) return std::nullopt;
   in6_addr addr{};
-  return inet_pton(AF_INET6, std::string(address).c_str(), &addr) == 1;
+  if (inet_pton(AF_INET6, std::string(address).c_str(), &addr) != 1) return std::nullopt;
+  const size_t end = scope == std::string_view::npos ? text.size() : std::min(text.find(':', scope), text.size());
+  return "[" + std::string(text.substr(0, end)) + "]" + std::string(text.substr(end));
 }
 
-// parse_channel_fields(), with a hint when a syntax error comes from a bare IPv6 address (an
-// unresolvable host keeps the classic message: "a::16" is host "a" with maxc 16).
+// parse_channel_fields(), with a hint when the error comes from a bare IPv6 address: a syntax
+// error says where the brackets go; an unresolvable host (fe80::1 reads as host "fe80" with maxc
+// 1, and "a::16" may well mean host "a" with maxc 16) keeps the classic message, hint appended.
 Stop parse_channel(std::string_view text, uint16_t listen_port, ChannelSpec& out) {
   Stop s = parse_channel_fields(text, listen_port, out);
-  if (s && s->exit_code == kExitUsage && is_bare_ipv6(text)) {
-    return fail(kExitUsage, "invalid channel [" + printable(text) + "]: IPv6 addresses go in brackets: [" +
-                                printable(text) + "]");
+  if (!s) return s;
+  const auto hint = bracketed(text);
+  if (!hint) return s;
+  if (s->exit_code == kExitUsage) {
+    return fail(kExitUsage, "invalid channel [" + printable(text) + "]: IPv6 addresses go in brackets: " +
+                                printable(*hint));
+  }
+  if (s->exit_code == kExitDataErr && s->err.starts_with("unknown or invalid address")) {
+    const std::string line = s->err.substr(0, s->err.size() - 1);  // without its newline
+    return fail(kExitDataErr, line + " (an IPv6 address goes in brackets: " + printable(*hint) + ")");
   }
   return s;
 }

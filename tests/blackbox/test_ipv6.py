@@ -98,9 +98,12 @@ def test_link_local_address_without_its_interface_is_refused(start_balance, back
     port = h.free_port()
     res = h.run(["-f", port, "[fe80::1]:80"], rundir=rundir, timeout=5)
     assert (res.rc, res.stdout, res.stderr) == (
-        65, "", "link-local address [fe80::1] needs its interface: fe80::1%<interface>\n")
+        65, "", "link-local address [fe80::1] needs its interface: [fe80::1%<interface>]:80\n")
     res = h.run(["-f", port, "fe80::1%lo"], rundir=rundir, timeout=5)
     assert (res.rc, res.stderr) == (64, "invalid channel [fe80::1%lo]: IPv6 addresses go in brackets: [fe80::1%lo]\n")
+    res = h.run(["-f", port, "fe80::1%lo:80"], rundir=rundir, timeout=5)
+    assert (res.rc, res.stderr) == (
+        64, "invalid channel [fe80::1%lo:80]: IPv6 addresses go in brackets: [fe80::1%lo]:80\n")
     srv = backends(h.NameServer("four"))
     b = start_balance(port, [srv.address])
     assert b.ctl("disable 0").stdout == "channel 0 disabled\n"

@@ -293,13 +293,26 @@ TEST(CliParse, BadChannelSyntaxNamesTheChannel) {
 TEST(CliParse, LinkLocalAddressNeedsItsInterface) {
   // fe80::1 without %interface cannot be connected to or bound: one clear line at start, 65,
   // for a channel, -b and -B alike; with its interface it is taken. Bare, it gets the bracket hint.
+  // A channel's hint shows it as written, with the interface inside the brackets.
   const std::string line = "link-local address [fe80::1] needs its interface: fe80::1%<interface>";
-  expect_error({"80", "[fe80::1]:81"}, 65, line);
+  expect_error({"80", "[fe80::1]:81"}, 65,
+               "link-local address [fe80::1] needs its interface: [fe80::1%<interface>]:81");
+  expect_error({"80", "[fe80::1]"}, 65, "link-local address [fe80::1] needs its interface: [fe80::1%<interface>]");
+  expect_error({"80", "[fe80::1]:81:5:2"}, 65,
+               "link-local address [fe80::1] needs its interface: [fe80::1%<interface>]:81:5:2");
   expect_error({"-b", "fe80::1", "80", "localhost"}, 65, line);
   expect_error({"-B", "fe80::1", "80", "localhost"}, 65, line);
   const Config c = ok({"80", "[fe80::1%1]:81"});
   EXPECT_EQ(c.groups[0].channels[0].endpoint.to_string(), "[fe80::1%1]:81");
   expect_error({"80", "fe80::1%1"}, 64, "invalid channel [fe80::1%1]: IPv6 addresses go in brackets: [fe80::1%1]");
+  // With a port after the scope, the brackets close before the port.
+  expect_error({"80", "fe80::1%1:81"}, 64,
+               "invalid channel [fe80::1%1:81]: IPv6 addresses go in brackets: [fe80::1%1]:81");
+  expect_error({"80", "fe80::1%1:81:5"}, 64,
+               "invalid channel [fe80::1%1:81:5]: IPv6 addresses go in brackets: [fe80::1%1]:81:5");
+  // fe80::1 reads as host "fe80" with maxc 1: the classic line, with the hint after it.
+  expect_error({"80", "fe80::1"}, 65,
+               "unknown or invalid address [fe80] (an IPv6 address goes in brackets: [fe80::1])");
 }
 
 TEST(CliParse, BadChannelPortMaxcWeight) {
