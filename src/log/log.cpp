@@ -104,6 +104,7 @@ class Logger {
     pthread_sigmask(SIG_SETMASK, &all, &old);
     try {
       thread_ = std::thread([this] { run(); });
+      ::pthread_setname_np(thread_.native_handle(), "logger");
     } catch (const std::system_error&) {
       // no thread: lines are written directly, as before init()
     }

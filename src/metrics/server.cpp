@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -160,7 +161,10 @@ class DeadlineStream final : public httplib::Stream {
 class BoundedPool final : public httplib::TaskQueue {
  public:
   explicit BoundedPool(size_t threads) {
-    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
+    for (size_t i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] { work(); });
+      ::pthread_setname_np(threads_.back().native_handle(), "metrics");
+    }
   }
 
   void enqueue(std::function<void()> fn) override {
@@ -321,6 +325,7 @@ std::unique_ptr<Server> Server::start(const core::Endpoint& addr, const core::Ta
       raw->http.listen_after_bind();
       raw->finished.store(true);
     });
+    ::pthread_setname_np(raw->thread.native_handle(), "metrics");
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

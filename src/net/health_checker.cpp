@@ -1,5 +1,6 @@
 #include "net/health_checker.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 
 #include <cstring>
@@ -105,6 +106,7 @@ HealthChecker::~HealthChecker() { stop_and_join(); }
 
 void HealthChecker::start() {
   thread_ = std::thread([this] { run(); });
+  ::pthread_setname_np(thread_.native_handle(), "health checks");
 }
 
 void HealthChecker::stop_and_join() {

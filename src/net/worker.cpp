@@ -1,5 +1,8 @@
 #include "net/worker.h"
 
+#include <pthread.h>
+
+#include <string>
 #include <utility>
 
 #include "net/acceptor.h"
@@ -16,6 +19,7 @@ Worker::~Worker() {
 
 void Worker::start() {
   thread_ = std::thread([this] { run(); });
+  ::pthread_setname_np(thread_.native_handle(), ("worker " + std::to_string(id_)).c_str());  // top -H, ps -L
 }
 
 void Worker::stop_and_join() {
