@@ -19,6 +19,7 @@
 #include "master/daemon.h"
 #include "master/supervisor.h"
 #include "master/upgrade.h"
+#include "master/watchdog.h"
 #include "metrics/server.h"
 #include "metrics/snapshot.h"
 #include "net/health_checker.h"
@@ -106,6 +107,8 @@ class Proxy {
   bool start(Failure& failure);
   // Serves until a stop signal, then stops (gracefully unless told otherwise).
   void run();
+  // What systemctl status shows while it serves (sd_notify STATUS=).
+  std::string serving_status() const;
 
  private:
   void drain();
@@ -123,6 +126,7 @@ class Proxy {
   std::unique_ptr<net::WorkerShared> shared_;
   std::vector<std::unique_ptr<net::Worker>> workers_;
   std::unique_ptr<net::HealthChecker> checker_;
+  Watchdog watchdog_;         // pings the loops above, which run until run() returns
   bool handed_over_ = false;  // a new master took over the socket and the segment
 };
 
@@ -159,7 +163,17 @@ bool Proxy::start(Failure& failure) {
   segment_->guard_size(supervisor_.wake_fd());  // before any thread serves from the table
   for (auto& w : workers_) w->start();
   if (checker_) checker_->start();
+  std::vector<net::EventLoop*> loops;
+  for (auto& w : workers_) loops.push_back(&w->loop());
+  if (checker_) loops.push_back(&checker_->loop());
+  watchdog_.watch(std::move(loops));
   return true;
+}
+
+std::string Proxy::serving_status() const {
+  const std::string where = config_.bind ? config_.bind->to_string() : "port " + std::to_string(config_.port);
+  return "serving " + where + " (" + std::to_string(worker_count()) + " worker threads" +
+         (checker_ ? ", health checks" : "") + (metrics_ ? ", metrics on " + config_.metrics->to_string() : "") + ")";
 }
 
 // Another process truncated the segment's file; the fault handler put the size back, and the
@@ -194,7 +208,8 @@ std::vector<int> Proxy::listeners_for(unsigned i, unsigned threads) const {
 
 void Proxy::run() {
   for (;;) {
-    const Event e = supervisor_.wait(-1);
+    watchdog_.tick();
+    const Event e = supervisor_.wait(watchdog_.wait_ms());
     if (segment_->take_truncation()) restore_table();
     if (e == Event::Stop) {
       drain();
@@ -206,6 +221,7 @@ void Proxy::run() {
       break;
     }
   }
+  watchdog_.stop();
   if (checker_) checker_->stop_and_join();
   for (auto& w : workers_) w->stop_and_join();  // what is left is closed now
   if (!handed_over_) segment_->unlink();  // a successor serves from it otherwise
@@ -221,24 +237,26 @@ void Proxy::run() {
 // refused it (with NotifyAccess=main, only the main process is heard).
 bool Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
-  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading: starting a new master",
+             static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
   metrics_.reset();  // the successor binds the --metrics address (scrapes pause meanwhile)
   Failure failure;
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
   fence_forks(true);
-  const auto pid = start_successor(listen_fds, segment_->fd(), failure);
+  const auto pid = start_successor(listen_fds, segment_->fd(), [this] { watchdog_.tick(); }, failure);
   fence_forks(false);  // the child has exec'd (or is gone): it holds no session's socket any more
   if (!pid) {
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
     if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
-    sd_notify(0, "READY=1");
+    sd_notifyf(0, "READY=1\nSTATUS=%s; the running master goes on serving", failure.message.c_str());
     return false;
   }
   log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
-  sd_notifyf(0, "MAINPID=%d\nREADY=1", *pid);
+  sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=%s", *pid, serving_status().c_str());
   handed_over_ = true;
+  watchdog_.stop();  // the new master is the main process: it pings from now on
   return true;
 }
 
@@ -254,10 +272,13 @@ void Proxy::fence_forks(bool raise) {
 // Stops accepting (new clients are refused once every worker let go of the listener) and lets
 // the live connections finish, for up to the grace period or until a second stop signal.
 void Proxy::drain() {
-  if (!handed_over_) sd_notify(0, "STOPPING=1");  // else the new master is the service now
+  if (!handed_over_) {  // else the new master is the service now
+    sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: open connections may finish for up to %u s", config_.grace_s);
+  }
   for (auto& w : workers_) w->begin_drain(supervisor_.stopped_accepting_callback(), supervisor_.drained_callback());
   const uint64_t deadline = net::EventLoop::clock_ms() + uint64_t{config_.grace_s} * 1000u;
   for (;;) {
+    watchdog_.tick();
     if (!listeners_.empty() && supervisor_.stopped_accepting() == worker_count()) listeners_.clear();
     if (supervisor_.drained() == worker_count()) return;
     const uint64_t now = net::EventLoop::clock_ms();
@@ -265,7 +286,9 @@ void Proxy::drain() {
       log::write(log::Level::Notice, "grace period over: closing the remaining connections");
       return;
     }
-    if (supervisor_.wait(static_cast<int>(std::min<uint64_t>(deadline - now, 60000))) == Event::StopNow) return;
+    uint64_t wait = std::min<uint64_t>(deadline - now, 60000);
+    if (watchdog_.enabled()) wait = std::min<uint64_t>(wait, static_cast<uint64_t>(watchdog_.wait_ms()));
+    if (supervisor_.wait(static_cast<int>(wait)) == Event::StopNow) return;
   }
 }
 
@@ -345,7 +368,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   if (inheritance) {
     report_to_predecessor(*inheritance, std::nullopt);  // the predecessor tells systemd (upgrade())
   } else {
-    sd_notify(0, "READY=1");
+    sd_notifyf(0, "READY=1\nSTATUS=%s", proxy.serving_status().c_str());
   }
   proxy.run();
   return kExitOk;

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -44,15 +45,17 @@ int field(const std::string& text, const std::string& name) {
   return fds.size() == 1 ? fds[0] : -1;
 }
 
-// Reads the successor's report until it arrives, the pipe closes, or the deadline passes.
-std::string read_report(int fd) {
+// Reads the successor's report until it arrives, the pipe closes, or the deadline passes;
+// `waiting` runs at least once a second meanwhile.
+std::string read_report(int fd, const std::function<void()>& waiting) {
   std::string out;
   const uint64_t deadline = net::EventLoop::clock_ms() + kReportTimeoutMs;
   for (;;) {
+    waiting();
     const uint64_t now = net::EventLoop::clock_ms();
     if (now >= deadline) return out;
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(deadline - now)) <= 0) continue;
+    if (::poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline - now, 1000))) <= 0) continue;
     char buf[512];
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n <= 0) return out;
@@ -96,7 +99,8 @@ std::optional<Inheritance> inherited() {
   return in;
 }
 
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, Failure& failure) {
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd,
+                                   const std::function<void()>& waiting, Failure& failure) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     failure = {kExitOsErr, std::string("upgrade: cannot create pipe: ") + std::strerror(errno)};
@@ -117,7 +121,10 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
   std::string env = std::string(kEnv) + "=listen=" + listen_list + ",segment=" +
                     std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());
   std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    // systemd's watchdog names this process; the successor pings once it is the main process.
+    if (std::strncmp(*e, "WATCHDOG_PID=", 13) != 0) envp.push_back(*e);
+  }
   envp.push_back(env.data());
   envp.push_back(nullptr);
   std::vector<char*> argv;
@@ -137,7 +144,7 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
     failure = {kExitOsErr, std::string("upgrade: cannot fork: ") + std::strerror(errno)};
     return std::nullopt;
   }
-  const std::string report = read_report(read_end.get());
+  const std::string report = read_report(read_end.get(), waiting);
   if (report == "0") return pid;
   const size_t tab = report.find('\t');
   failure = {kExitSoftware, "upgrade: the new master did not start" +

@@ -6,6 +6,7 @@
 // hand-over, so no client is refused.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,9 +29,11 @@ std::optional<Inheritance> inherited();
 // Remembers the binary's path and arguments at start-up, for a later upgrade.
 void remember_invocation(int argc, const char* const* argv);
 
-// Old master: starts the new master and waits (bounded) for its report. Returns its pid when it
-// serves; nullopt (with `failure` filled, logged by the caller) when it did not.
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, Failure& failure);
+// Old master: starts the new master and waits (bounded) for its report, running `waiting` at
+// least once a second meanwhile. Returns its pid when it serves; nullopt (with `failure` filled,
+// logged by the caller) when it did not.
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd,
+                                   const std::function<void()>& waiting, Failure& failure);
 
 // New master: tells the old one that start-up went well (nullopt) or not.
 void report_to_predecessor(Inheritance& inheritance, const std::optional<Failure>& failure);

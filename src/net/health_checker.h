@@ -28,6 +28,8 @@ class HealthChecker {
   int error() const { return loop_.error(); }
   void start();
   void stop_and_join();
+  // Any thread, for post() only (the watchdog's pings).
+  EventLoop& loop() { return loop_; }
 
  private:
   class Probe;
