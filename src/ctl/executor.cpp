@@ -39,6 +39,22 @@ size_t arity(Command command) {
 
 std::string number_error(NumberStatus status) { return status == NumberStatus::Range ? kRange : kSyntax; }
 
+// A channel or group number. Malformed: Syntax. One that is negative or too large names no
+// channel or group, like any number past the last one (3.57: "no such channel -1"), so it is
+// read as kNoIndex, past every bound, and not as out of range like a value (a maxc) would be.
+constexpr uint64_t kNoIndex = UINT64_MAX;
+Number parse_index(std::string_view text) {
+  const Number n = parse_number(text, kMaxNumber);
+  if (n.status == NumberStatus::Range) return {NumberStatus::Ok, kNoIndex};
+  return n;
+}
+
+// "channel N" for the number typed as `text` and read as `n`: "007" is channel 7; one that
+// could not be read (kNoIndex) is named as typed.
+std::string channel_label(std::string_view text, const Number& n) {
+  return "channel " + (n.value == kNoIndex ? std::string(text) : std::to_string(n.value));
+}
+
 std::string resolve_error(ResolveStatus status) {
   return status == ResolveStatus::BadPort ? "invalid port\n" : "invalid address\n";
 }
@@ -95,9 +111,9 @@ Reply Executor::execute(std::string_view line, Session& session) {
 }
 
 Reply Executor::set_enabled(Args args, const Session& session, bool enable) {
-  const Number n = parse_number(args[0], kMaxNumber);
-  if (n.status != NumberStatus::Ok) return {number_error(n.status)};
-  const std::string label = "channel " + std::to_string(n.value);
+  const Number n = parse_index(args[0]);
+  if (n.status != NumberStatus::Ok) return {kSyntax};
+  const std::string label = channel_label(args[0], n);
   if (n.value >= table_.channel_count(session.group)) return {"no such " + label + "\n"};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   uint32_t before = 0;
@@ -114,9 +130,9 @@ Reply Executor::set_enabled(Args args, const Session& session, bool enable) {
 }
 
 Reply Executor::reset(Args args, const Session& session) {
-  const Number n = parse_number(args[0], kMaxNumber);
-  if (n.status != NumberStatus::Ok) return {number_error(n.status)};
-  const std::string label = "channel " + std::to_string(n.value);
+  const Number n = parse_index(args[0]);
+  if (n.status != NumberStatus::Ok) return {kSyntax};
+  const std::string label = channel_label(args[0], n);
   if (n.value >= table_.channel_count(session.group)) return {"no such " + label + "\n"};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   if (!write_([&] { ch.reset_counters(); })) return {kBusy};
@@ -124,23 +140,22 @@ Reply Executor::reset(Args args, const Session& session) {
 }
 
 Reply Executor::maxc(Args args, const Session& session) {
-  const Number n = parse_number(args[0], kMaxNumber);
+  const Number n = parse_index(args[0]);
   const Number limit = parse_number(args[1], kMaxNumber);
-  if (n.status != NumberStatus::Ok) return {number_error(n.status)};
-  if (limit.status != NumberStatus::Ok) return {number_error(limit.status)};
+  if (n.status != NumberStatus::Ok || limit.status == NumberStatus::Syntax) return {kSyntax};
   if (n.value >= table_.channel_count(session.group)) return {kUnknownChannel};
+  if (limit.status != NumberStatus::Ok) return {kRange};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   if (!write_([&] { ch.maxc.store(static_cast<uint32_t>(limit.value), std::memory_order_relaxed); })) return {kBusy};
   return {"maxc of channel " + std::to_string(n.value) + " changed to " + std::to_string(limit.value) + "\n"};
 }
 
 Reply Executor::weight(Args args, const Session& session) {
-  const Number n = parse_number(args[0], kMaxNumber);
+  const Number n = parse_index(args[0]);
   const Number w = parse_number(args[1], kMaxWeight);
-  if (n.status != NumberStatus::Ok) return {number_error(n.status)};
-  if (w.status != NumberStatus::Ok) return {number_error(w.status)};
-  if (w.value == 0) return {kRange};
+  if (n.status != NumberStatus::Ok || w.status == NumberStatus::Syntax) return {kSyntax};
   if (n.value >= table_.channel_count(session.group)) return {kUnknownChannel};
+  if (w.status != NumberStatus::Ok || w.value == 0) return {kRange};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   if (!write_([&] { ch.weight.store(static_cast<uint32_t>(w.value), std::memory_order_relaxed); })) return {kBusy};
   return {"weight of channel " + std::to_string(n.value) + " changed to " + std::to_string(w.value) + "\n"};
@@ -170,8 +185,8 @@ Reply Executor::create(Args args, const Session& session) {
 }
 
 Reply Executor::assign(Args args, const Session& session) {
-  const Number n = parse_number(args[0], kMaxNumber);
-  if (n.status != NumberStatus::Ok) return {number_error(n.status)};
+  const Number n = parse_index(args[0]);
+  if (n.status != NumberStatus::Ok) return {kSyntax};
   if (n.value >= table_.channel_count(session.group)) return {kUnknownChannel};
   core::Channel& ch = table_.groups[session.group].channels[n.value];
   const std::string must_disable = "channel must be disabled to assign new address\n";
@@ -193,10 +208,9 @@ Reply Executor::assign(Args args, const Session& session) {
 }
 
 Reply Executor::mrtg(Args args, bool bytes) {
-  const Number g = parse_number(args[0], kMaxNumber);
-  const Number c = parse_number(args[1], kMaxNumber);
-  if (g.status != NumberStatus::Ok) return {number_error(g.status)};
-  if (c.status != NumberStatus::Ok) return {number_error(c.status)};
+  const Number g = parse_index(args[0]);
+  const Number c = parse_index(args[1]);
+  if (g.status != NumberStatus::Ok || c.status != NumberStatus::Ok) return {kSyntax};
   if (g.value >= core::kMaxGroups) return {"unknown group\n"};
   const auto group = static_cast<uint32_t>(g.value);
   if (c.value >= table_.channel_count(group)) return {kUnknownChannel};

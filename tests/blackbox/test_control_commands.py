@@ -146,7 +146,8 @@ def golden_commands(inst):
         ("bogus", "syntax error\n"), ("exit", "syntax error\n"), ("SHOW", "syntax error\n"),
         ("disable", "syntax error\n"), ("maxc 1", "syntax error\n"), ("create 127.0.0.1", "syntax error\n"),
         ("assign 0 127.0.0.1", "syntax error\n"), ("mrtg-bytes 0", "syntax error\n"), ("group", "syntax error\n"),
-        ("disable -1", "value out of range\n"), ("disable 99999999999999999999999", "value out of range\n"),
+        ("disable -1", "no such channel -1\n"),
+        ("disable 99999999999999999999999", "no such channel 99999999999999999999999\n"),
         ("x" * 2000, "line too long\n"),
         ("quit", ""), ("q", ""),
     ]
@@ -163,6 +164,25 @@ def test_every_command_through_dash_c(inst):
                                  row(0, "RR", 2, "dis", "127.0.0.1", inst.b2.port),
                                  row(1, "Hash", 0, "ENA", "127.0.0.1", inst.b3.port),
                                  row(2, "RR", 0, "ENA", "127.0.0.1", inst.port)))
+
+
+def test_numbers_of_channels_and_groups_that_do_not_exist(inst):
+    """A channel or group number that names none, negative or too large, gets the command's
+    "does not exist" message (COMPAT.md: `no such channel N`, `unknown channel`, `unknown
+    group`), as 3.57 printed for them; only a value (maxc) or `group` itself is out of range."""
+    for cmd, out in [
+        ("disable -1", "no such channel -1\n"), ("enable -2", "no such channel -2\n"),
+        ("reset -1", "no such channel -1\n"), ("enable 4294967296", "no such channel 4294967296\n"),
+        ("maxc -1 3", "unknown channel\n"), ("maxc 4294967296 3", "unknown channel\n"),
+        ("maxc 9 -1", "unknown channel\n"), ("maxc 1 -1", "value out of range\n"),
+        ("assign -1 127.0.0.1 80", "unknown channel\n"),
+        ("mrtg-bytes -1 0", "unknown group\n"), ("mrtg-conns 99999999999 0", "unknown group\n"),
+        ("mrtg-bytes 0 -1", "unknown channel\n"), ("mrtg-conns 0 99999999999", "unknown channel\n"),
+        ("group -1", "value out of range\n"), ("group 99999999999", "value out of range\n"),
+    ]:
+        result = inst.ctl(cmd)
+        assert (result.rc, result.stderr, result.stdout) == (0, "", out), cmd
+    ok(inst.ctl("show"), inst.fresh_show())  # nothing changed
 
 
 def test_piped_shell_transcript(inst):

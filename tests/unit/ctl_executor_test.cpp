@@ -87,8 +87,10 @@ TEST_F(CtlExecutor, DisableAndEnable) {
   EXPECT_EQ(run("enable 99"), "no such channel 99\n");
   EXPECT_EQ(run("enable 007"), "no such channel 7\n");
   EXPECT_EQ(run("disable x"), "syntax error\n");
-  EXPECT_EQ(run("disable -1"), "value out of range\n");
-  EXPECT_EQ(run("disable 99999999999999"), "value out of range\n");
+  // A number too large or negative names no channel either, and is shown as typed.
+  EXPECT_EQ(run("disable -1"), "no such channel -1\n");
+  EXPECT_EQ(run("enable 99999999999999"), "no such channel 99999999999999\n");
+  EXPECT_EQ(run("reset -3"), "no such channel -3\n");
 }
 
 TEST_F(CtlExecutor, ResetZeroesTotalsAndBytesButNotCurrentConnections) {
@@ -115,6 +117,9 @@ TEST_F(CtlExecutor, Maxc) {
   EXPECT_EQ(run("maxc 1 99999999999999"), "value out of range\n");
   EXPECT_EQ(run("maxc 1 abc"), "syntax error\n");
   EXPECT_EQ(run("maxc abc 1"), "syntax error\n");
+  EXPECT_EQ(run("maxc -1 1"), "unknown channel\n");
+  EXPECT_EQ(run("maxc 5 -1"), "unknown channel\n");  // the channel is looked at first
+  EXPECT_EQ(run("maxc 1 -1"), "value out of range\n");
   EXPECT_EQ(channel(0, 1).maxc.load(), 10u);
 }
 
@@ -127,6 +132,8 @@ TEST_F(CtlExecutor, Weight) {
   EXPECT_EQ(run("weight 1 x"), "syntax error\n");
   EXPECT_EQ(run("weight 1"), "syntax error\n");
   EXPECT_EQ(run("weight 7 2"), "unknown channel\n");
+  EXPECT_EQ(run("weight -1 2"), "unknown channel\n");
+  EXPECT_EQ(run("weight 7 0"), "unknown channel\n");
   EXPECT_EQ(channel(0, 1).weight.load(), 1000000u);
 }
 
@@ -140,6 +147,7 @@ TEST_F(CtlExecutor, GroupChangesTheCurrentGroupSilently) {
   EXPECT_EQ(run("group 31"), "");
   EXPECT_EQ(run("group 32"), "value out of range\n");
   EXPECT_EQ(run("group 99999999999999999999"), "value out of range\n");
+  EXPECT_EQ(run("group -1"), "value out of range\n");
   EXPECT_EQ(run("group x"), "syntax error\n");
   EXPECT_EQ(session_.group, 31u);
   EXPECT_EQ(run("g 0"), "");
@@ -193,6 +201,7 @@ TEST_F(CtlExecutor, AssignOnlyOnADisabledChannelAndOnlyWithAValidAddress) {
   EXPECT_EQ(run("a 0 v6.example 80"), "channel reassigned\n");
   EXPECT_EQ(channel(0, 0).endpoint(), endpoint("2001:db8::1", 80));
   EXPECT_EQ(run("assign 9 good.example 80"), "unknown channel\n");
+  EXPECT_EQ(run("assign -1 good.example 80"), "unknown channel\n");
   EXPECT_EQ(run("assign x good.example 80"), "syntax error\n");
 }
 
@@ -208,7 +217,10 @@ TEST_F(CtlExecutor, MrtgTakesAnExplicitGroup) {
   EXPECT_EQ(run("mrtg-bytes 1 1"), "unknown channel\n");
   EXPECT_EQ(run("mrtg-conns 5 0"), "unknown channel\n");
   EXPECT_EQ(run("mrtg-conns x 0"), "syntax error\n");
-  EXPECT_EQ(run("mrtg-conns 0 99999999999999"), "value out of range\n");
+  EXPECT_EQ(run("mrtg-conns 0 99999999999999"), "unknown channel\n");
+  EXPECT_EQ(run("mrtg-conns 0 -1"), "unknown channel\n");
+  EXPECT_EQ(run("mrtg-bytes -1 0"), "unknown group\n");
+  EXPECT_EQ(run("mrtg-bytes 99999999999999 0"), "unknown group\n");
 }
 
 TEST_F(CtlExecutor, KillAndQuitAreLeftToTheCaller) {
