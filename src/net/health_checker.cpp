@@ -39,13 +39,19 @@ class HealthChecker::Probe final : public Watch {
     hc_.loop_.timers().schedule(period_, hc_.loop_.now_ms() + interval, [this] { tick(); });
     if (fd_) return;  // the previous check is still waiting for its timeout
     ConnectResult r = start_connect(channel().endpoint(), hc_.config_.out_bind);
+    if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
+      hc_.note_starved(r.error);  // out of resources here: no verdict on the channel this round
+      return;
+    }
+    hc_.starved_ = false;
     if (r.status != ConnectStatus::InProgress) {
       record(r.status == ConnectStatus::Connected ? 0 : r.error);
       return;
     }
     fd_ = std::move(r.fd);
     if (!hc_.loop_.add(fd_.get(), EPOLLOUT | EPOLLET, *this)) {
-      fd_.reset();  // out of resources here: no verdict on the channel this round
+      hc_.note_starved(errno);
+      fd_.reset();
       return;
     }
     const uint64_t deadline = hc_.loop_.now_ms() + uint64_t{hc_.config_.connect_timeout_s} * 1000u;
@@ -96,6 +102,16 @@ class HealthChecker::Probe final : public Watch {
   unsigned failures_ = 0;
   int last_error_ = 0;
 };
+
+// Once per spell of local shortage (not per channel and interval): the checks that cannot be
+// made give no verdict, so a healthy channel is never marked down because balance itself ran out
+// of descriptors; the log says why health is not being updated meanwhile.
+void HealthChecker::note_starved(int error) {
+  if (starved_) return;
+  starved_ = true;
+  log::write(log::Level::Warning, "health: cannot make checks (%s): no verdict on the channels until it can",
+             std::strerror(error));
+}
 
 HealthChecker::HealthChecker(core::Table& table, const cli::Config& config)
     : table_(table), config_(config), probes_(core::kMaxGroups * core::kMaxChannels) {

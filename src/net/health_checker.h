@@ -2,7 +2,9 @@
 // interval, the probes of different channels spread over the interval rather than all at once.
 // --rise successes in a row mark a down channel up, --fall failures in a row mark an up channel
 // down. Health is separate from the admin state (enable/disable): the selection policy skips a
-// channel that is down or disabled. Channels added at runtime (`create`) are picked up.
+// channel that is down or disabled. Channels added at runtime (`create`) are picked up. A check
+// that cannot be made for lack of a resource of this host (descriptors, memory, local ports) is
+// no verdict on the channel.
 //
 // Threading: its own thread and event loop; it writes only Channel::health (an atomic).
 #pragma once
@@ -35,12 +37,14 @@ class HealthChecker {
   class Probe;
   void run();
   void scan();  // creates probes for channels that appeared
+  void note_starved(int error);  // a check could not be made for lack of a local resource
 
   core::Table& table_;
   const cli::Config& config_;
   EventLoop loop_;
   std::vector<std::unique_ptr<Probe>> probes_;  // index g * kMaxChannels + c
   TimerHook scan_timer_;
+  bool starved_ = false;  // the last check that was tried could not be made (logged once)
   std::thread thread_;
 };
 

@@ -15,13 +15,6 @@ namespace {
 // Registered once per socket, edge-triggered: the flags in Side remember readiness.
 constexpr uint32_t kStreamEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
 
-// Failures of this host rather than of the channel (out of descriptors, memory or local ports):
-// every other channel would fail the same way, and none of them is to blame (-a must not
-// disable a healthy channel because balance itself ran out of descriptors).
-bool is_local_resource_error(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EADDRNOTAVAIL;
-}
-
 core::SelectorOptions selector_options(const cli::Config& c) {
   return core::SelectorOptions{c.hash_failover, c.autodisable};
 }
@@ -73,6 +66,7 @@ void Session::try_next_channel() {
     BALANCE_DEBUG("client %s: trying group %u channel %u (%s)", peer_.to_string().c_str(), pick->group,
                   pick->channel, pick->endpoint.to_string().c_str());
     ConnectResult r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true);
+    // (-a must not disable a healthy channel because balance itself ran out of descriptors.)
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
       BALANCE_DEBUG("client %s: cannot connect out: %s; closing", peer_.to_string().c_str(), std::strerror(r.error));
       break;  // the slot is given back below; the channel is not failed

@@ -125,6 +125,10 @@ ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<cor
   return r;
 }
 
+bool is_local_resource_error(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EADDRNOTAVAIL;
+}
+
 int local_bind_error(const core::Endpoint& local) {
   core::Endpoint e = local.unmapped();
   e.port = 0;

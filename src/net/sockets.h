@@ -56,6 +56,10 @@ ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::
 // mode (TCP_QUICKACK on): the data that comes next is acknowledged on arrival.
 void send_pending_ack(int fd);
 
+// Failures of this host rather than of the peer (out of descriptors, memory or local ports):
+// a connect to any other peer would fail the same way, and the peer is not to blame.
+bool is_local_resource_error(int err);
+
 // 0 if a TCP socket can be bound to `local` (its port ignored) now, else why not (errno): an
 // address that is not this host's gives EADDRNOTAVAIL.
 int local_bind_error(const core::Endpoint& local);

@@ -3,6 +3,7 @@ a dead backend is dropped and readmitted by the checks, and health never overrid
 `disable`."""
 
 import re
+import socket
 
 import harness as h
 
@@ -84,3 +85,53 @@ def test_hand_disabled_channel_stays_disabled_while_healthy(start_balance, backe
     r = bal.ctl("enable 1")
     assert r.rc == 0 and r.stdout.strip() == "channel 1 enabled", r
     assert sorted(names_of(port, 4)) == ["a", "a", "b", "b"]
+
+
+def served_and_held(port):
+    """A new client that balance serves (a byte echoed through it), kept open; None when it is
+    shed (refused, closed or reset)."""
+    try:
+        s = h.connect(port, timeout=10)
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+    try:
+        s.sendall(b"x")
+        s.settimeout(h.scaled(5))
+        if s.recv(1) == b"x":
+            return s
+    except OSError:
+        pass
+    s.close()
+    return None
+
+
+def test_out_of_descriptors_is_no_verdict_on_the_channels(start_balance, backends):
+    """When balance itself runs out of descriptors, the checks it cannot make mark no channel
+    down (with --fall 1 a single failed check would): the log says once why no check is made,
+    the channel stays up, and once descriptors free up the next client is served."""
+    echo = backends(h.EchoServer())
+    port = h.free_port()
+    bal = start_balance(port, [echo.address], start=False,
+                        opts=["--threads", "1", "--check", "1", "--fall", "1", "--rise", "1"])
+    bal.cmd = ["prlimit", "--nofile=32:32", "--"] + bal.cmd  # prlimit execs: the same pid
+    bal.start()
+    held = []
+    try:
+        for _ in range(32):  # each served client takes two descriptors: the limit comes first
+            s = served_and_held(port)
+            if s is None:
+                break
+            held.append(s)
+        else:
+            raise AssertionError("32 clients served under a limit of 32 descriptors")
+        starved = "health: cannot make checks (Too many open files)"
+        h.wait_for(lambda: starved in bal.stderr() or " is down " in bal.stderr(), 20,
+                   "a check at the descriptor limit")
+        assert " is down " not in bal.stderr(), bal.stderr()
+        assert bal.stderr().count(starved) == 1, bal.stderr()  # once, not at every check
+    finally:
+        for s in held:
+            s.close()
+    assert show_rows(bal)[0]["extra"] == ["up"]
+    h.wait_for(lambda: served_and_held(port), 10, "a client served after descriptors freed up").close()
+
