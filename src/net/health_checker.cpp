@@ -37,8 +37,10 @@ class HealthChecker::Probe final : public Watch {
   void tick() {
     const uint64_t interval = uint64_t{hc_.config_.check_interval_s} * 1000u;
     hc_.loop_.timers().schedule(period_, hc_.loop_.now_ms() + interval, [this] { tick(); });
+    const core::Endpoint address = channel().endpoint();
+    if (address != target_) retarget(address);
     if (fd_) return;  // the previous check is still waiting for its timeout
-    ConnectResult r = start_connect(channel().endpoint(), hc_.config_.out_bind);
+    ConnectResult r = start_connect(address, hc_.config_.out_bind);
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
       hc_.note_starved(r.error);  // out of resources here: no verdict on the channel this round
       return;
@@ -66,9 +68,21 @@ class HealthChecker::Probe final : public Watch {
     }
   }
 
+  // The channel has a new address (`assign`): a check of the old one in flight is dropped, and
+  // the checks in a row counted so far were of the old one. The health stays as it is until
+  // --rise or --fall checks of the new address change it.
+  void retarget(const core::Endpoint& address) {
+    finish_connect();
+    target_ = address;
+    successes_ = 0;
+    failures_ = 0;
+  }
+
   // One check's outcome: 0 = the channel answered, otherwise why it did not.
   void record(int error) {
     finish_connect();
+    // Reassigned while the check was under way: its outcome says nothing about the new address.
+    if (channel().endpoint() != target_) return;
     const bool up = channel().health.load(std::memory_order_relaxed) == static_cast<uint32_t>(core::Health::Up);
     if (error == 0) {
       failures_ = 0;
@@ -95,6 +109,7 @@ class HealthChecker::Probe final : public Watch {
   HealthChecker& hc_;
   uint32_t group_;
   uint32_t channel_;
+  core::Endpoint target_;  // the address being checked: the counts below are about it
   Fd fd_;  // the check in flight
   TimerHook period_;
   TimerHook timeout_;

@@ -2,9 +2,11 @@
 // interval, the probes of different channels spread over the interval rather than all at once.
 // --rise successes in a row mark a down channel up, --fall failures in a row mark an up channel
 // down. Health is separate from the admin state (enable/disable): the selection policy skips a
-// channel that is down or disabled. Channels added at runtime (`create`) are picked up. A check
-// that cannot be made for lack of a resource of this host (descriptors, memory, local ports) is
-// no verdict on the channel.
+// channel that is down or disabled. Channels added at runtime (`create`) are picked up; a
+// channel given a new address (`assign`) is checked at its new address from its next check on,
+// and a check of the old address still under way counts for nothing. A check that cannot be
+// made for lack of a resource of this host (descriptors, memory, local ports) is no verdict on
+// the channel.
 //
 // Threading: its own thread and event loop; it writes only Channel::health (an atomic).
 #pragma once

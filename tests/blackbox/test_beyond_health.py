@@ -135,3 +135,25 @@ def test_out_of_descriptors_is_no_verdict_on_the_channels(start_balance, backend
     assert show_rows(bal)[0]["extra"] == ["up"]
     h.wait_for(lambda: served_and_held(port), 10, "a client served after descriptors freed up").close()
 
+
+def test_a_check_under_way_at_assign_counts_for_nothing(start_balance, backends):
+    """A check of a channel's old address still under way when `assign` gives it a new one (a
+    connect to a black hole, waiting for the -t timeout) is no verdict on the new address: the
+    channel is not marked down (with --fall 1 one failed check would), and its new address is
+    checked from the next check on."""
+    hole = backends(h.BlackholeServer())
+    live = backends(h.NameServer("live"))
+    port = h.free_port()
+    bal = start_balance(port, [hole.address], opts=["--check", "1", "--fall", "1", "--rise", "1", "-t", "10"])
+    h.wait_for(lambda: any(s.state == "SYN_SENT" and s.remote[1] == hole.port for s in bal.sockets()), 10,
+               "a check of the black hole under way")
+    host, live_port = live.address.rsplit(":", 1)
+    for cmd, reply in (("disable 0", "channel 0 disabled"), (f"assign 0 {host} {live_port}", "channel reassigned"),
+                       ("enable 0", "channel 0 enabled")):
+        r = bal.ctl(cmd)
+        assert r.stdout.strip() == reply, r
+    live.wait_connections(1, 20)  # the first check of the new address
+    assert not health_re(0, 0, live.port, "down").search(bal.stderr()), bal.stderr()
+    assert " is down " not in bal.stderr(), bal.stderr()
+    assert show_rows(bal)[0]["extra"] == ["up"]
+    assert h.ask_name(port) == "live"
