@@ -37,6 +37,10 @@ class HealthChecker::Probe final : public Watch {
   void tick() {
     const uint64_t interval = uint64_t{hc_.config_.check_interval_s} * 1000u;
     hc_.loop_.timers().schedule(period_, hc_.loop_.now_ms() + interval, [this] { tick(); });
+    if (channel_ >= hc_.table_.channel_count(group_)) {
+      retarget(core::Endpoint{});  // no such channel any more (the table was written anew): no check
+      return;
+    }
     const core::Endpoint address = channel().endpoint();
     if (address != target_) retarget(address);
     if (fd_) return;  // the previous check is still waiting for its timeout

@@ -2,6 +2,7 @@
 a dead backend is dropped and readmitted by the checks, and health never overrides a hand
 `disable`."""
 
+import os
 import re
 import socket
 
@@ -22,7 +23,11 @@ def health_re(group, channel, port, state):
 
 def show_rows(bal):
     """`show` rows as dicts (group, channel, state, totalc), whatever optional columns follow."""
-    r = bal.ctl("show")
+    return show_rows_of(bal.ctl("show"))
+
+
+def show_rows_of(r):
+    """The rows of the result `r` of a `show` command, as show_rows() gives them."""
     assert r.rc == 0, r.stderr
     rows = []
     for line in r.stdout.splitlines():
@@ -157,3 +162,33 @@ def test_a_check_under_way_at_assign_counts_for_nothing(start_balance, backends)
     assert " is down " not in bal.stderr(), bal.stderr()
     assert show_rows(bal)[0]["extra"] == ["up"]
     assert h.ask_name(port) == "live"
+
+
+def test_a_channel_gone_with_a_truncated_segment_is_no_longer_checked(start_balance, backends):
+    """Another process truncates the control segment, and balance writes its table anew from
+    the command line: a channel created at run time is gone. The checker stops checking it --
+    it does not probe an empty address and log that a channel that does not exist is down
+    (with --fall 1 one failed check would) -- and goes on checking the channels that remain."""
+    a = backends(h.NameServer("a"))
+    b = backends(h.NameServer("b"))
+    created = backends(h.NameServer("created"))
+    port = h.free_port()
+    bal = start_balance(port, [a.address, b.address], opts=["-M", "--check", "1", "--fall", "1", "--rise", "1"])
+    ctl = lambda cmd: h.ctl(port, cmd, rundir=bal.rundir, extra_args=["-M"])  # noqa: E731
+    assert ctl(f"create 127.0.0.1 {created.port}").stdout == "channel created\n"
+    assert ctl("enable 2").stdout == "channel 2 enabled\n"
+    created.wait_connections(1)  # checked
+
+    os.truncate(h.segment_path(port, bal.rundir, True), 0)
+    try:  # the first to touch the table finds it cut off; this client may be closed
+        h.ask_name(port)
+    except (AssertionError, OSError):
+        pass
+    h.wait_for(lambda: "the control segment was truncated by another process" in bal.stderr(), 10,
+               "the master's log line")
+    # Three more checks of a: two whole intervals, each with a turn of the gone channel's check.
+    probes = a.connection_count()
+    h.wait_for(lambda: a.connection_count() >= probes + 3, 20, "three more checks of channel 0")
+    assert "health: group 0 channel 2" not in bal.stderr(), bal.stderr()
+    assert " is down " not in bal.stderr(), bal.stderr()
+    assert [r["extra"] for r in show_rows_of(ctl("show"))] == [["up"], ["up"]]
