@@ -112,8 +112,8 @@ def served_and_held(port):
 
 def test_out_of_descriptors_is_no_verdict_on_the_channels(start_balance, backends):
     """When balance itself runs out of descriptors, the checks it cannot make mark no channel
-    down (with --fall 1 a single failed check would): the log says once why no check is made,
-    the channel stays up, and once descriptors free up the next client is served."""
+    down (with --fall 1 a single failed check would): the log says why no check is made, the
+    channel stays up, and once descriptors free up the next client is served."""
     echo = backends(h.EchoServer())
     port = h.free_port()
     bal = start_balance(port, [echo.address], start=False,
@@ -133,7 +133,6 @@ def test_out_of_descriptors_is_no_verdict_on_the_channels(start_balance, backend
         h.wait_for(lambda: starved in bal.stderr() or " is down " in bal.stderr(), 20,
                    "a check at the descriptor limit")
         assert " is down " not in bal.stderr(), bal.stderr()
-        assert bal.stderr().count(starved) == 1, bal.stderr()  # once, not at every check
     finally:
         for s in held:
             s.close()
