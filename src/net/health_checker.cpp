@@ -35,6 +35,7 @@ class HealthChecker::Probe final : public Watch {
   core::Channel& channel() { return hc_.table_.groups[group_].channels[channel_]; }
 
   void tick() {
+    const uint64_t due = period_.deadline_ms();  // when this check was due (a fired hook keeps it)
     const uint64_t interval = uint64_t{hc_.config_.check_interval_s} * 1000u;
     hc_.loop_.timers().schedule(period_, hc_.loop_.now_ms() + interval, [this] { tick(); });
     if (channel_ >= hc_.table_.channel_count(group_)) {
@@ -43,6 +44,9 @@ class HealthChecker::Probe final : public Watch {
     }
     const core::Endpoint address = channel().endpoint();
     if (address != target_) retarget(address);
+    // The previous check's timeout falls due with this check (-t a multiple of the interval):
+    // it timed out, and this check goes ahead, rather than being skipped for it.
+    if (fd_ && timeout_.deadline_ms() <= due) record(ETIMEDOUT);
     if (fd_) return;  // the previous check is still waiting for its timeout
     ConnectResult r = start_connect(address, hc_.config_.out_bind);
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {

@@ -191,3 +191,26 @@ def test_a_channel_gone_with_a_truncated_segment_is_no_longer_checked(start_bala
     assert "health: group 0 channel 2" not in bal.stderr(), bal.stderr()
     assert " is down " not in bal.stderr(), bal.stderr()
     assert [r["extra"] for r in show_rows_of(ctl("show"))] == [["up"], ["up"]]
+
+
+def test_a_timeout_as_long_as_the_interval_skips_no_check(start_balance, backends):
+    """With -t equal to --check, a check that times out ends as the next one is due, and that
+    one goes ahead: a black-holed channel gets a check every interval, as many as a live channel
+    gets over the same time, not one every other interval (detection twice as slow)."""
+    hole = backends(h.BlackholeServer())
+    live = backends(h.NameServer("live"))
+    port = h.free_port()
+    # Channel 8's checks are half an interval after channel 0's: the counts below do not hang on
+    # which of two checks due at about the same time is seen first.
+    dead = [hole.address] + [h.channel(h.closed_port()) for _ in range(7)]
+    bal = start_balance(port, dead + [live.address], opts=["--check", "1", "-t", "1", "--fall", "1000"])
+    checks = set()  # local ports of balance's connects to the black hole: one per check
+    start = live.connection_count()
+
+    def six_checks_of_live():
+        checks.update(s.local[1] for s in bal.sockets() if s.state == "SYN_SENT" and s.remote[1] == hole.port)
+        return live.connection_count() >= start + 6
+
+    h.wait_for(six_checks_of_live, 30, "six checks of the live channel")
+    # A connect to the black hole stays unanswered for its whole second: each one is seen.
+    assert len(checks) >= 5, f"{len(checks)} checks of the black-holed channel while the live one had 6"
