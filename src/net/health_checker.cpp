@@ -76,9 +76,9 @@ class HealthChecker::Probe final : public Watch {
     }
   }
 
-  // The channel has a new address (`assign`): a check of the old one in flight is dropped, and
-  // the checks in a row counted so far were of the old one. The health stays as it is until
-  // --rise or --fall checks of the new address change it.
+  // The channel has a new address (`assign`; an empty one when the channel is gone): a check of
+  // the old one in flight is dropped, and the checks in a row counted so far were of the old one.
+  // The health stays as it is until --rise or --fall checks of the new address change it.
   void retarget(const core::Endpoint& address) {
     finish_connect();
     target_ = address;
