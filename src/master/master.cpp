@@ -247,6 +247,9 @@ bool Proxy::upgrade() {
   const auto pid = start_successor(listen_fds, segment_->fd(), [this] { watchdog_.tick(); }, failure);
   fence_forks(false);  // the child has exec'd (or is gone): it holds no session's socket any more
   if (!pid) {
+    // The successor may have got as far as naming itself master in the table before it failed
+    // (at --metrics, say): the control shell and `kill` would find no master at all.
+    segment_->publish_master();
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
     if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
