@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 
@@ -45,15 +46,18 @@ int field(const std::string& text, const std::string& name) {
   return fds.size() == 1 ? fds[0] : -1;
 }
 
-// Reads the successor's report until it arrives, the pipe closes, or the deadline passes;
-// `waiting` runs at least once a second meanwhile.
-std::string read_report(int fd, const std::function<void()>& waiting) {
+// Reads the successor's report until it arrives, the pipe closes, or the deadline passes
+// (`timed_out` then); `waiting` runs at least once a second meanwhile.
+std::string read_report(int fd, const std::function<void()>& waiting, bool& timed_out) {
   std::string out;
   const uint64_t deadline = net::EventLoop::clock_ms() + kReportTimeoutMs;
   for (;;) {
     waiting();
     const uint64_t now = net::EventLoop::clock_ms();
-    if (now >= deadline) return out;
+    if (now >= deadline) {
+      timed_out = true;
+      return out;
+    }
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline - now, 1000))) <= 0) continue;
     char buf[512];
@@ -66,6 +70,49 @@ std::string read_report(int fd, const std::function<void()>& waiting) {
 
 // A descriptor the exec'd program keeps (dup() clears close-on-exec on the copy).
 int inheritable(int fd) { return ::dup(fd); }
+
+// In the forked child when execve failed: "exec\t<errno>" on the report pipe. Only
+// async-signal-safe calls (the parent is multithreaded).
+void report_exec_failure(int fd, int err) {
+  char msg[32] = "exec\t";
+  size_t n = 5;
+  char digits[12];
+  size_t d = 0;
+  do {
+    digits[d++] = static_cast<char>('0' + err % 10);
+    err /= 10;
+  } while (err > 0 && d < sizeof digits);
+  while (d > 0) msg[n++] = digits[--d];
+  [[maybe_unused]] ssize_t w = ::write(fd, msg, n);
+}
+
+// Why the successor did not take over, from its report ("<code>\t<message>", "exec\t<errno>",
+// or nothing) and its wait status: one line for the log.
+std::string why_not_started(const std::string& report, bool timed_out, int status) {
+  if (report.starts_with("exec\t")) {
+    return "cannot execute " + g_binary + ": " + std::strerror(std::atoi(report.c_str() + 5));
+  }
+  const size_t tab = report.find('\t');
+  if (tab != std::string::npos) {
+    // Its message was written for its own start ("..., exiting."): the exiting is its own.
+    std::string why = report.substr(tab + 1);
+    if (why.ends_with(", exiting.")) why.resize(why.size() - 10);
+    return "the new master did not start: " + why;
+  }
+  if (timed_out) {
+    return "the new master (" + g_binary + ") did not report within " + std::to_string(kReportTimeoutMs / 1000) +
+           " s; it was killed";
+  }
+  if (WIFEXITED(status)) {
+    return "the new master (" + g_binary + ") exited with status " + std::to_string(WEXITSTATUS(status)) +
+           " before serving";
+  }
+  if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
+    return "the new master (" + g_binary + ") was killed by signal " + std::to_string(WTERMSIG(status)) +
+           " before serving";
+  }
+  return "the new master (" + g_binary + ") closed its report pipe without serving; it was killed";
+}
 
 }  // namespace
 
@@ -131,9 +178,11 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
   for (auto& a : g_args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
+  const int report_fd = child_report.get();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::execve(g_binary.c_str(), argv.data(), envp.data());
+    report_exec_failure(report_fd, errno);
     ::_exit(127);
   }
   child_listen.clear();
@@ -144,14 +193,14 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
     failure = {kExitOsErr, std::string("upgrade: cannot fork: ") + std::strerror(errno)};
     return std::nullopt;
   }
-  const std::string report = read_report(read_end.get(), waiting);
+  bool timed_out = false;
+  const std::string report = read_report(read_end.get(), waiting, timed_out);
   if (report == "0") return pid;
-  const size_t tab = report.find('\t');
-  failure = {kExitSoftware, "upgrade: the new master did not start" +
-                                (tab == std::string::npos ? std::string(" (exec of ") + g_binary + " failed or timed out)"
-                                                          : ": " + report.substr(tab + 1))};
+  // It failed, exited, or closed the pipe and went on: it is not the master either way.
   ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  failure = {kExitSoftware, "upgrade: " + why_not_started(report, timed_out, status)};
   return std::nullopt;
 }
 

@@ -3,6 +3,7 @@ place (SIGUSR2) under continuous traffic with every byte checked and the shared 
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -294,3 +295,73 @@ def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successor
     r = b.ctl("kill")
     assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n"
     h.wait_for(lambda: not h.pid_alive(masters[2]), 15, "the third master to stop")
+
+
+def installed_copy(start_balance, backends, tmp_path, opts=()):
+    """balance started from a copy of the program in tmp_path (so that a test can "install"
+    another program in its place before SIGUSR2): (Balance, the copy's path, the backend)."""
+    srv = backends(h.EchoServer())
+    program = tmp_path / "balance"
+    shutil.copy(h.BALANCE_BIN, program)
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=list(opts), start=False)
+    b.cmd[0] = str(program)
+    b.start()
+    return b, program, srv
+
+
+def install(program, text):
+    """Puts a shell script in place of the program file, as an installation does (rename)."""
+    new = program.parent / "new-program"
+    new.write_text(text)
+    new.chmod(0o755)
+    os.rename(new, program)
+
+
+def upgrade_failure_line(b):
+    """Sends SIGUSR2 and waits for the master to say that it goes on serving: that one line."""
+    b.proc.send_signal(signal.SIGUSR2)
+    h.wait_for(lambda: "this master goes on serving" in b.stderr(), 40, "the upgrade to fail")
+    lines = [line for line in b.stderr().splitlines() if "this master goes on serving" in line]
+    assert len(lines) == 1, b.stderr()
+    return lines[0]
+
+
+def test_a_failed_upgrade_leaves_the_old_master_in_charge_of_the_table(start_balance, backends, tmp_path):
+    """A new master that fails after taking over the control table (here: its --metrics
+    address is taken) leaves the old one serving, and the control shell still reaches it: the
+    table names the old master again. (Before: the table named the dead successor, and every
+    `-c` command said "no master process", exit 69, while the old master served on.)"""
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        b, program, _ = installed_copy(start_balance, backends, tmp_path)
+        install(program, f'#!/bin/sh\nexec "{h.BALANCE_BIN}" --metrics 127.0.0.1:{taken.getsockname()[1]} "$@"\n')
+        line = upgrade_failure_line(b)
+        assert b.alive()
+        r = b.ctl("disable 0")
+        assert r.rc == 0 and r.stdout == "channel 0 disabled\n", r
+        assert b.ctl("enable 0").rc == 0
+        assert successor_pid(b) == b.pid
+        with h.connect(b.port) as c:
+            assert echo_roundtrip(c, b"still served") == b"still served"
+        assert "cannot listen for --metrics" in line and "Address already in use; this master" in line, line
+    finally:
+        taken.close()
+
+
+@pytest.mark.parametrize("case", ["missing", "exits"])
+def test_a_new_program_that_does_not_start_is_named_with_the_reason(start_balance, backends, tmp_path, case):
+    """SIGUSR2 when the program file is gone, or exits at once: the old master goes on serving
+    and says why in one line (cannot execute: the errno; or the status it exited with). (Before:
+    "exec of ... failed or timed out" for both, which sent an operator after the wrong cause.)"""
+    b, program, _ = installed_copy(start_balance, backends, tmp_path)
+    if case == "missing":
+        os.unlink(program)
+        expected = f"upgrade: cannot execute {program}: No such file or directory; this master goes on serving"
+    else:
+        install(program, "#!/bin/sh\nexit 3\n")
+        expected = f"upgrade: the new master ({program}) exited with status 3 before serving; this master goes on serving"
+    assert upgrade_failure_line(b).endswith(expected), b.stderr()
+    assert successor_pid(b) == b.pid
+    with h.connect(b.port) as c:
+        assert echo_roundtrip(c, b"still served") == b"still served"
