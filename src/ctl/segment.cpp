@@ -331,20 +331,48 @@ void Segment::reinitialize(const Fill& fill) {
   publish_master();
 }
 
+// The start ticks first, then the pid: a reader that sees the new pid sees the new ticks.
 void Segment::publish_master() {
-  table_->header.master_start_ticks = own_start_ticks();
+  std::atomic_ref<uint64_t>(table_->header.master_start_ticks).store(own_start_ticks(), std::memory_order_relaxed);
   table_->header.master_pid.store(::getpid(), std::memory_order_release);
 }
 
-pid_t Segment::live_master(bool strict) const {
-  const pid_t pid = table_->header.master_pid.load(std::memory_order_acquire);
-  if (pid <= 1) return 0;
-  const auto info = read_process(pid);
-  if (!info || !info->running() || info->start_ticks != table_->header.master_start_ticks) return 0;
-  if (info->euid != owner_) return 0;  // a master runs as the user that created its segment
-  if (!os::byte_locked_elsewhere(fd_, os::kLivenessByte)) return 0;
-  if (strict && !maps_file(pid, dev_, ino_)) return 0;
-  return pid;
+// The pid and start ticks as the header has them, read back to back and again until both hold
+// still (bounded): an upgrade's new master may be writing them.
+Segment::MasterIdentity Segment::recorded_master() const {
+  core::Header& h = table_->header;
+  std::atomic_ref<uint64_t> ticks(h.master_start_ticks);
+  MasterIdentity id;
+  for (int i = 0; i < 16; ++i) {
+    id.pid = h.master_pid.load(std::memory_order_acquire);
+    id.start_ticks = ticks.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h.master_pid.load(std::memory_order_relaxed) == id.pid) break;
+  }
+  return id;
+}
+
+bool Segment::is_live_master(const MasterIdentity& id, bool strict) const {
+  if (id.pid <= 1) return false;
+  const auto info = read_process(id.pid);
+  if (!info || !info->running() || info->start_ticks != id.start_ticks) return false;
+  if (info->euid != owner_) return false;  // a master runs as the user that created its segment
+  if (!os::byte_locked_elsewhere(fd_, os::kLivenessByte)) return false;
+  return !strict || maps_file(id.pid, dev_, ino_);
+}
+
+// While an upgrade hands over, the header changes from the old master to the new one, both
+// live: a check that fails while the header changed under it is made again, so that neither
+// is taken for gone (the -i banner said "PID 0", a command "no master process").
+Segment::MasterIdentity Segment::live_master_identity(bool strict) const {
+  MasterIdentity id = recorded_master();
+  for (int i = 0; i < 8; ++i) {
+    if (is_live_master(id, strict)) return id;
+    const MasterIdentity now = recorded_master();
+    if (now == id) break;
+    id = now;
+  }
+  return {};
 }
 
 // Only if the name still refers to our segment (a successor may have made its own), checked

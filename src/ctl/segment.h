@@ -111,8 +111,15 @@ class Segment {
   void reinitialize(const Fill& fill = {});
   // The master recorded in the header, if it is a live process of the segment's owner that
   // started when the header says and the liveness lock is held; 0 otherwise. With `strict`,
-  // it must also have this very segment mapped (checked before signalling it).
-  pid_t live_master(bool strict) const;
+  // it must also have this very segment mapped (checked before signalling it). Safe while an
+  // upgrade's new master records itself: the pid and start ticks are read as a pair.
+  pid_t live_master(bool strict) const { return live_master_identity(strict).pid; }
+  struct MasterIdentity {
+    pid_t pid = 0;  // 0: no live master
+    uint64_t start_ticks = 0;
+    bool operator==(const MasterIdentity&) const = default;
+  };
+  MasterIdentity live_master_identity(bool strict) const;
 
   const std::string& name() const { return name_; }  // shm name or file path
   int fd() const { return fd_; }  // to hand to a successor (see adopt()); owned by the Segment
@@ -123,6 +130,8 @@ class Segment {
   Segment() = default;
   bool map(Failure& failure);
   bool check_header(Failure& failure, const Trace& trace) const;
+  MasterIdentity recorded_master() const;
+  bool is_live_master(const MasterIdentity& id, bool strict) const;
 
   std::string name_;  // shm name or file path
   bool is_file_ = false;

@@ -9,9 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstring>
+#include <thread>
 
 #include "ctl/names.h"
+#include "ctl/proc.h"
 #include "ctl_segment_fixture.h"
 #include "ctl_test_util.h"
 
@@ -79,6 +84,47 @@ TEST_P(CtlSegment, AReusedOrForgedPidIsNoMaster) {
   EXPECT_EQ(attach_failure().exit_code, 69);
   h.master_pid.store(INT32_MAX);
   EXPECT_EQ(attach_failure().exit_code, 69);
+}
+
+// An upgrade's new master records itself (start ticks, then pid) while clients read the header:
+// a client must see the old master or the new one, both alive, never neither. Here the header
+// flips between this process and a live child as fast as publish_master() writes it. (Before:
+// the pid was read, /proc looked at, and only then the ticks: about a third of the reads paired
+// one master's pid with the other's ticks, and `-i` said "PID 0", a command "no master".)
+TEST_P(CtlSegment, AMasterBeingHandedOverIsNeverTakenForGone) {
+  auto master = create();
+  ASSERT_TRUE(master);
+  const pid_t other = ::fork();
+  if (other == 0) {
+    for (;;) ::pause();
+  }
+  const auto other_info = ctl::read_process(other);
+  ASSERT_TRUE(other_info);
+  balance::Failure failure;
+  auto client = ctl::Segment::attach(id_, failure);
+  ASSERT_TRUE(client) << failure.message;
+  core::Header& h = master->table().header;
+  const ctl::Segment::MasterIdentity identities[2] = {{::getpid(), ctl::own_start_ticks()},
+                                                      {other, other_info->start_ticks}};
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (unsigned i = 0; !done.load(); ++i) {
+      const auto& id = identities[i % 2];
+      std::atomic_ref<uint64_t>(h.master_start_ticks).store(id.start_ticks, std::memory_order_relaxed);
+      h.master_pid.store(id.pid, std::memory_order_release);
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  });
+  int gone = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const pid_t pid = client->live_master(false);
+    if (pid != ::getpid() && pid != other) ++gone;
+  }
+  done.store(true);
+  writer.join();
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+  EXPECT_EQ(gone, 0) << "of 2000 reads";
 }
 
 TEST_P(CtlSegment, ASecondMasterOnTheSameInstanceIsRefused) {
