@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -81,25 +82,52 @@ bool stop_harder(const Process& process, const KillTimeouts& timeouts) {
   return false;
 }
 
-}  // namespace
-
-KillOutcome kill_master(Segment& segment, const KillTimeouts& timeouts) {
-  const pid_t pid = segment.live_master(true);
-  if (pid == 0) {
-    if (segment.live_master(false) == 0) return {kExitUnavailable, no_master_failure().message};
-    return refused(segment, segment.table().header.master_pid.load());
+// Stops one master: SIGTERM, then harder if it does not go in time. nullopt once it is gone
+// (a successor gone before it was signalled included; the first master counts as no master then).
+std::optional<KillOutcome> stop_master(const Segment& segment, const Segment::MasterIdentity& id, bool first,
+                                       const KillTimeouts& timeouts) {
+  const Process process(id.pid, id.start_ticks);
+  if (!process.verified()) {
+    if (first) return KillOutcome{kExitUnavailable, no_master_failure().message};
+    return std::nullopt;
   }
-  if (pid == ::getpid()) return refused(segment, pid);
-  const Process process(pid, segment.table().header.master_start_ticks);
-  if (!process.verified()) return {kExitUnavailable, no_master_failure().message};
   const int err = process.send(SIGTERM);
   if (err == EPERM) {
     const Failure denied = permission_failure(segment.id());
-    return {denied.exit_code, denied.message};
+    return KillOutcome{denied.exit_code, denied.message};
   }
-  if (err != 0 && err != ESRCH) return {kExitOsErr, "cannot signal master process " + std::to_string(pid)};
+  if (err != 0 && err != ESRCH) return KillOutcome{kExitOsErr, "cannot signal master process " + std::to_string(id.pid)};
   if (err == 0 && !process.wait_gone(timeouts.term_ms) && !stop_harder(process, timeouts)) {
-    return {kExitSoftware, "master process " + std::to_string(pid) + " does not stop, exiting."};
+    return KillOutcome{kExitSoftware, "master process " + std::to_string(id.pid) + " does not stop, exiting."};
+  }
+  return std::nullopt;
+}
+
+// How many masters one kill stops at most: each upgrade (SIGUSR2) under way hands the instance
+// to one more.
+constexpr int kMaxMasters = 8;
+
+}  // namespace
+
+KillOutcome kill_master(Segment& segment, const KillTimeouts& timeouts) {
+  Segment::MasterIdentity master = segment.live_master_identity(true);
+  if (master.pid == 0) {
+    if (segment.live_master(false) == 0) return {kExitUnavailable, no_master_failure().message};
+    return refused(segment, segment.table().header.master_pid.load());
+  }
+  // An upgrade under way when the SIGTERM came hands the instance over to a new master: the
+  // old one drains and goes, the new one serves on from the same table. Each master the table
+  // names is stopped in turn, until none serves from it.
+  for (int stopped = 0; master.pid != 0; ++stopped) {
+    if (master.pid == ::getpid()) return refused(segment, master.pid);
+    if (stopped == kMaxMasters) {
+      return {kExitSoftware, "master process " + std::to_string(master.pid) + " does not stop, exiting."};
+    }
+    if (auto failed = stop_master(segment, master, stopped == 0, timeouts)) return *failed;
+    master = segment.live_master_identity(true);
+    if (master.pid == 0 && segment.live_master(false) != 0) {
+      return refused(segment, segment.table().header.master_pid.load());
+    }
   }
   segment.unlink();
   return {kExitOk, "shutdown complete, exiting."};

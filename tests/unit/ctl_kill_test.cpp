@@ -126,6 +126,61 @@ TEST_P(CtlKill, AnAdoptingSuccessorIsTheMasterOnceThePredecessorIsGone) {
   EXPECT_EQ(wait_signal(successor), SIGTERM);
 }
 
+// `kill` sent while an upgrade is under way: the master it signalled hands the instance over
+// to a new master (which records itself in the table), then drains and goes. The new master is
+// stopped too, and only then is the segment removed. (Before: kill said "shutdown complete"
+// once the old master was gone and removed the segment, and the new one served on, out of the
+// control shell's reach.)
+TEST_P(CtlKill, AMasterHandedOverToDuringTheStopIsStoppedToo) {
+  int reported[2];
+  ASSERT_EQ(::pipe(reported), 0);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t master = ::fork();
+  if (master == 0) {
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &term, nullptr);
+    balance::Failure failure;
+    auto seg = ctl::Segment::create(id_, failure);
+    if (!seg) ::_exit(1);
+    (void)!::write(ready[1], "r", 1);
+    int sig = 0;
+    ::sigwait(&term, &sig);  // the SIGTERM came during an upgrade: the successor starts now
+    const pid_t successor = ::fork();
+    if (successor == 0) {
+      ::sigprocmask(SIG_UNBLOCK, &term, nullptr);
+      auto adopted = ctl::Segment::adopt(id_, ::dup(seg->fd()), failure);
+      if (!adopted) ::_exit(1);
+      const pid_t self = ::getpid();
+      (void)!::write(reported[1], &self, sizeof self);
+      for (;;) ::pause();
+    }
+    pid_t successor_pid = 0;  // once it serves, this master drains and goes
+    (void)!::read(reported[0], &successor_pid, sizeof successor_pid);
+    (void)!::write(reported[1], &successor_pid, sizeof successor_pid);  // for the test
+    ::_exit(0);
+  }
+  children_.push_back(master);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  auto seg = attach();
+  ASSERT_TRUE(seg);
+  const auto outcome = ctl::kill_master(*seg, {5000, 1000, 1000});
+  EXPECT_EQ(wait_exit_code(master), 0);
+  pid_t successor = 0;
+  ASSERT_EQ(::read(reported[0], &successor, sizeof successor), static_cast<ssize_t>(sizeof successor));
+  const auto info = ctl::read_process(successor);
+  const bool successor_running = info && info->running();
+  if (successor_running) ::kill(successor, SIGKILL);  // not our child: reaped by init
+  EXPECT_EQ(outcome.message, "shutdown complete, exiting.");
+  EXPECT_FALSE(successor_running) << "the new master serves on";
+  struct stat st{};
+  EXPECT_NE(::stat(path().c_str(), &st), 0);
+  for (const int fd : {reported[0], reported[1], ready[0], ready[1]}) ::close(fd);
+}
+
 TEST_P(CtlKill, ASecondSigtermComesBeforeSigkill) {
   const pid_t master = fork_master(OnTerm::DieOnSecond);
   auto seg = attach();
