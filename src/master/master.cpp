@@ -111,8 +111,9 @@ class Proxy {
   std::string serving_status() const;
 
  private:
+  enum class Upgraded { HandedOver, Failed, Stop, StopNow };
   void drain();
-  bool upgrade();
+  Upgraded upgrade();
   void restore_table();
   void fence_forks(bool raise);
   std::vector<int> listeners_for(unsigned i, unsigned threads) const;
@@ -216,7 +217,10 @@ void Proxy::run() {
       break;
     }
     if (e == Event::StopNow) break;
-    if (e == Event::Upgrade && upgrade()) {
+    if (e != Event::Upgrade) continue;
+    const Upgraded u = upgrade();
+    if (u == Upgraded::StopNow) break;
+    if (u != Upgraded::Failed) {  // handed over, or told to stop while the new master started
       drain();
       break;
     }
@@ -235,7 +239,10 @@ void Proxy::run() {
 // new master took over (so that systemd takes it from the process it still knows as the main
 // one). The new master says nothing at start: its READY=1 came before MAINPID= and systemd
 // refused it (with NotifyAccess=main, only the main process is heard).
-bool Proxy::upgrade() {
+//
+// A stop signal that comes while the new master starts (until it reports) wins: the upgrade is
+// given up, the new master killed before it served, and this master stops. Other signals wait.
+Proxy::Upgraded Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading: starting a new master",
              static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
@@ -243,24 +250,36 @@ bool Proxy::upgrade() {
   Failure failure;
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
+  Event stop = Event::Timeout;
+  const Interruption interruption{supervisor_.signal_fd(),
+                                  [this, &stop] {
+                                    const Event e = supervisor_.wait(0);
+                                    if (e == Event::Stop || e == Event::StopNow) stop = e;
+                                    return stop != Event::Timeout;
+                                  },
+                                  [this] { watchdog_.tick(); }};
   fence_forks(true);
-  const auto pid = start_successor(listen_fds, segment_->fd(), [this] { watchdog_.tick(); }, failure);
+  const auto pid = start_successor(listen_fds, segment_->fd(), interruption, failure);
   fence_forks(false);  // the child has exec'd (or is gone): it holds no session's socket any more
   if (!pid) {
     // The successor may have got as far as naming itself master in the table before it failed
     // (at --metrics, say): the control shell and `kill` would find no master at all.
     segment_->publish_master();
+    if (stop != Event::Timeout) {
+      log::write(log::Level::Notice, "%s", failure.message.c_str());
+      return stop == Event::StopNow ? Upgraded::StopNow : Upgraded::Stop;
+    }
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
     Failure metrics_failure;
     if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
     sd_notifyf(0, "READY=1\nSTATUS=%s; the running master goes on serving", failure.message.c_str());
-    return false;
+    return Upgraded::Failed;
   }
   log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
   sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=%s", *pid, serving_status().c_str());
   handed_over_ = true;
   watchdog_.stop();  // the new master is the main process: it pings from now on
-  return true;
+  return Upgraded::HandedOver;
 }
 
 // Raises (returning once every worker has it up) or lowers the fork fence of every worker's loop

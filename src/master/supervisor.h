@@ -39,6 +39,8 @@ class Supervisor {
   unsigned drained() const { return drained_.load(); }
   // The eventfd that wakes wait() (Event::Workers), for a signal handler to write 1 to.
   int wake_fd() const { return event_fd_.get(); }
+  // Readable while a signal waits for wait(): for a wait elsewhere that must heed them.
+  int signal_fd() const { return signal_fd_.get(); }
 
  private:
   void notify();

@@ -46,25 +46,36 @@ int field(const std::string& text, const std::string& name) {
   return fds.size() == 1 ? fds[0] : -1;
 }
 
-// Reads the successor's report until it arrives, the pipe closes, or the deadline passes
-// (`timed_out` then); `waiting` runs at least once a second meanwhile.
-std::string read_report(int fd, const std::function<void()>& waiting, bool& timed_out) {
+enum class ReportEnd { Closed, TimedOut, Cancelled };
+
+// Reads the successor's report until it arrives, the pipe closes, the deadline passes, or
+// `interruption` cancels the wait; its `waiting` runs at least once a second meanwhile.
+std::string read_report(int fd, const Interruption& interruption, ReportEnd& end) {
   std::string out;
+  end = ReportEnd::Closed;
   const uint64_t deadline = net::EventLoop::clock_ms() + kReportTimeoutMs;
   for (;;) {
-    waiting();
+    if (interruption.waiting) interruption.waiting();
     const uint64_t now = net::EventLoop::clock_ms();
     if (now >= deadline) {
-      timed_out = true;
+      end = ReportEnd::TimedOut;
       return out;
     }
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline - now, 1000))) <= 0) continue;
-    char buf[512];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > 4096) return out;
+    pollfd p[2] = {{fd, POLLIN, 0}, {interruption.fd, POLLIN, 0}};
+    const auto slice = static_cast<int>(std::min<uint64_t>(deadline - now, 1000));
+    if (::poll(p, interruption.fd >= 0 ? 2 : 1, slice) <= 0) continue;
+    if (p[0].revents != 0) {  // first: a successor that reported serves, whatever came meanwhile
+      char buf[512];
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+      if (out.size() > 4096) return out;
+      continue;
+    }
+    if ((p[1].revents & POLLIN) && interruption.cancel()) {
+      end = ReportEnd::Cancelled;
+      return out;
+    }
   }
 }
 
@@ -88,7 +99,8 @@ void report_exec_failure(int fd, int err) {
 
 // Why the successor did not take over, from its report ("<code>\t<message>", "exec\t<errno>",
 // or nothing) and its wait status: one line for the log.
-std::string why_not_started(const std::string& report, bool timed_out, int status) {
+std::string why_not_started(const std::string& report, ReportEnd end, int status) {
+  if (end == ReportEnd::Cancelled) return "cancelled by a stop signal before the new master served; it was killed";
   if (report.starts_with("exec\t")) {
     return "cannot execute " + g_binary + ": " + std::strerror(std::atoi(report.c_str() + 5));
   }
@@ -99,7 +111,7 @@ std::string why_not_started(const std::string& report, bool timed_out, int statu
     if (why.ends_with(", exiting.")) why.resize(why.size() - 10);
     return "the new master did not start: " + why;
   }
-  if (timed_out) {
+  if (end == ReportEnd::TimedOut) {
     return "the new master (" + g_binary + ") did not report within " + std::to_string(kReportTimeoutMs / 1000) +
            " s; it was killed";
   }
@@ -146,8 +158,8 @@ std::optional<Inheritance> inherited() {
   return in;
 }
 
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd,
-                                   const std::function<void()>& waiting, Failure& failure) {
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, const Interruption& interruption,
+                                   Failure& failure) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     failure = {kExitOsErr, std::string("upgrade: cannot create pipe: ") + std::strerror(errno)};
@@ -193,14 +205,14 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
     failure = {kExitOsErr, std::string("upgrade: cannot fork: ") + std::strerror(errno)};
     return std::nullopt;
   }
-  bool timed_out = false;
-  const std::string report = read_report(read_end.get(), waiting, timed_out);
+  ReportEnd end = ReportEnd::Closed;
+  const std::string report = read_report(read_end.get(), interruption, end);
   if (report == "0") return pid;
   // It failed, exited, or closed the pipe and went on: it is not the master either way.
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  failure = {kExitSoftware, "upgrade: " + why_not_started(report, timed_out, status)};
+  failure = {kExitSoftware, "upgrade: " + why_not_started(report, end, status)};
   return std::nullopt;
 }
 

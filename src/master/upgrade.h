@@ -29,11 +29,19 @@ std::optional<Inheritance> inherited();
 // Remembers the binary's path and arguments at start-up, for a later upgrade.
 void remember_invocation(int argc, const char* const* argv);
 
-// Old master: starts the new master and waits (bounded) for its report, running `waiting` at
-// least once a second meanwhile. Returns its pid when it serves; nullopt (with `failure` filled,
-// logged by the caller) when it did not.
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd,
-                                   const std::function<void()>& waiting, Failure& failure);
+// What may cut the wait for the new master short: when `fd` is readable, `cancel` is called;
+// true gives the upgrade up.
+struct Interruption {
+  int fd = -1;
+  std::function<bool()> cancel;
+  std::function<void()> waiting;  // runs at least once a second meanwhile (the watchdog's tick)
+};
+
+// Old master: starts the new master and waits (bounded) for its report. Returns its pid when it
+// serves; nullopt (with `failure` filled, logged by the caller) when it did not, or when the
+// wait was cancelled (the new master, which has not reported yet, is killed then).
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, const Interruption& interruption,
+                                   Failure& failure);
 
 // New master: tells the old one that start-up went well (nullopt) or not.
 void report_to_predecessor(Inheritance& inheritance, const std::optional<Failure>& failure);
