@@ -32,6 +32,9 @@ enum class GroupType : uint32_t {
 
 // Bits of Header::flags.
 inline constexpr uint32_t kFlagChecks = 1u << 0;  // active health checks are on
+// The master drains after a stop signal (never set by a master an upgrade replaced): a second
+// SIGTERM would cut its connections, so `kill` only waits.
+inline constexpr uint32_t kFlagStopping = 1u << 1;
 
 // Health of a channel as seen by the health checker (when checks are on).
 enum class Health : uint32_t { Up = 0, Down = 1 };

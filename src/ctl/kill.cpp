@@ -84,19 +84,24 @@ bool stop_harder(const Process& process, const KillTimeouts& timeouts) {
 
 // Stops one master: SIGTERM, then harder if it does not go in time. nullopt once it is gone
 // (a successor gone before it was signalled included; the first master counts as no master then).
-std::optional<KillOutcome> stop_master(const Segment& segment, const Segment::MasterIdentity& id, bool first,
+std::optional<KillOutcome> stop_master(Segment& segment, const Segment::MasterIdentity& id, bool first,
                                        const KillTimeouts& timeouts) {
   const Process process(id.pid, id.start_ticks);
   if (!process.verified()) {
     if (first) return KillOutcome{kExitUnavailable, no_master_failure().message};
     return std::nullopt;
   }
-  const int err = process.send(SIGTERM);
+  // A master that drains already would take a second SIGTERM as "stop now", cutting the
+  // connections it lets finish: it is only waited for.
+  const bool stopping = (segment.table().header.flags.load() & core::kFlagStopping) != 0;
+  const int err = stopping ? 0 : process.send(SIGTERM);
   if (err == EPERM) {
     const Failure denied = permission_failure(segment.id());
     return KillOutcome{denied.exit_code, denied.message};
   }
-  if (err != 0 && err != ESRCH) return KillOutcome{kExitOsErr, "cannot signal master process " + std::to_string(id.pid)};
+  if (err != 0 && err != ESRCH) {
+    return KillOutcome{kExitOsErr, "cannot signal master process " + std::to_string(id.pid)};
+  }
   if (err == 0 && !process.wait_gone(timeouts.term_ms) && !stop_harder(process, timeouts)) {
     return KillOutcome{kExitSoftware, "master process " + std::to_string(id.pid) + " does not stop, exiting."};
   }

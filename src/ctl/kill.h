@@ -20,11 +20,13 @@ struct KillOutcome {
 };
 
 // Sends SIGTERM to the master (a live process of the segment's owner, started when the header
-// says, holding the liveness lock and mapping this very segment; never the caller) and waits
-// until it is gone (a zombie counts as gone). Escalates if it does not go: a second SIGTERM
-// after `term_ms` (the master then closes what is left at once), SIGKILL after `stop_now_ms`
-// more. Then removes the segment's name if it is still this segment. Failures: 69 no live
-// master, 77 not allowed or not verifiable, 70 still running after SIGKILL.
+// says, holding the liveness lock and mapping this very segment; never the caller; none if it
+// drains after a stop signal already) and waits until it is gone (a zombie counts as gone).
+// Escalates if it does not go: a second SIGTERM after `term_ms` (the master then closes what
+// is left at once), SIGKILL after `stop_now_ms` more. Then does the same for a master an
+// upgrade handed the instance over to meanwhile, and removes the segment's name if it is still
+// this segment. Failures: 69 no live master, 77 not allowed or not verifiable, 70 still running
+// after SIGKILL.
 KillOutcome kill_master(Segment& segment, const KillTimeouts& timeouts = {});
 
 }  // namespace balance::ctl

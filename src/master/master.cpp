@@ -296,6 +296,7 @@ void Proxy::fence_forks(bool raise) {
 void Proxy::drain() {
   if (!handed_over_) {  // else the new master is the service now
     sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: open connections may finish for up to %u s", config_.grace_s);
+    segment_->table().header.flags.fetch_or(core::kFlagStopping);
   }
   for (auto& w : workers_) w->begin_drain(supervisor_.stopped_accepting_callback(), supervisor_.drained_callback());
   const uint64_t deadline = net::EventLoop::clock_ms() + uint64_t{config_.grace_s} * 1000u;

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -140,6 +141,46 @@ def test_control_kill_waits_for_the_drain(start_balance, backends):
     killer.join(60)
     r = result["r"]
     assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n", r
+    assert b.wait_exit(10) == 0
+
+
+def waiting_in_poll(pid):
+    """True while process `pid` sits in poll/ppoll (/proc/PID/syscall: x86-64 and arm64 numbers)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            nr = f.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    machine = os.uname().machine
+    return nr in ({"7", "271"} if machine == "x86_64" else {"73"} if machine == "aarch64" else set())
+
+
+def test_control_kill_of_a_draining_instance_lets_it_drain(start_balance, backends):
+    """`balance -c kill` on an instance that already drains after a SIGTERM (from systemd, or an
+    operator) only waits: the live connection goes on being served until it ends, and kill then
+    says "shutdown complete". (Before: kill's SIGTERM was the master's second, "stop now", and
+    reset the connection that --grace was letting finish.)"""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "30"])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"x") == b"x"
+    b.proc.send_signal(signal.SIGTERM)
+    h.wait_for(lambda: "shutting down" in b.stderr(), 10, "the drain to begin")
+    killer = subprocess.Popen([h.BALANCE_BIN, "-c", "kill", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, BALANCE_RUNDIR=b.rundir))
+    try:
+        h.wait_for(lambda: waiting_in_poll(killer.pid) or killer.poll() is not None, 10,
+                   "kill to wait for the master")
+        assert "stopping now" not in b.stderr(), b.stderr()
+        assert echo_roundtrip(live, b"still served") == b"still served"
+        live.close()
+        out, err = killer.communicate(timeout=h.scaled(60))
+    finally:
+        if killer.poll() is None:
+            killer.kill()
+            killer.wait()
+    assert killer.returncode == 0 and out == "shutdown complete, exiting.\n", (out, err)
     assert b.wait_exit(10) == 0
 
 
