@@ -176,6 +176,12 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
   }
   net::Fd child_segment(inheritable(segment_fd));
   net::Fd child_report(inheritable(write_end.get()));
+  const bool all_copied = child_segment && child_report &&
+                          std::all_of(child_listen.begin(), child_listen.end(), [](const net::Fd& fd) { return bool(fd); });
+  if (!all_copied) {  // the new master would not find them, and start as if it were the first
+    failure = {kExitOsErr, std::string("upgrade: cannot copy descriptors for the new master: ") + std::strerror(errno)};
+    return std::nullopt;
+  }
   // Everything exec needs is built before fork: between fork and exec only async-signal-safe calls.
   std::string env = std::string(kEnv) + "=listen=" + listen_list + ",segment=" +
                     std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());

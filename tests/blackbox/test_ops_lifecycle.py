@@ -430,3 +430,35 @@ def test_a_stop_during_an_upgrade_gives_the_upgrade_up(start_balance, backends, 
     assert rc == 0, f"the master ended with {rc}; stderr:\n{b.stderr()}"
     assert left == [], "the new program still holds the listening socket"
     assert "upgrade: cancelled by a stop signal before the new master served; it was killed" in b.stderr()
+
+
+def test_an_upgrade_without_descriptors_to_spare_says_so(start_balance, backends):
+    """SIGUSR2 when the master has only 3 or 4 descriptors left (enough for the report pipe, not
+    for the copies of the listener, the table and the pipe the new master needs): the upgrade
+    fails with that reason in one line and the master serves on, its live connections too.
+    (Before: the new master was started with a copy missing, took itself for a first start,
+    failed, and the log blamed it: "exec ... failed or timed out".)"""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, args=["--threads", "1", str(port), srv.address], start=False)
+    b.cmd = ["prlimit", "--nofile=40:40", *b.cmd]
+    b.start()
+    pid = h.listening_pids(port)[0]
+    live = []
+    try:
+        for _ in range(20):  # each live connection takes two descriptors: the client's and the backend's
+            if 40 - h.fd_count(pid) < 5:
+                break
+            c = h.connect(port)
+            live.append(c)
+            assert echo_roundtrip(c, b"x") == b"x"
+        assert 40 - h.fd_count(pid) in (3, 4), h.fd_count(pid)
+        line = upgrade_failure_line(b)
+        assert line.endswith("upgrade: cannot copy descriptors for the new master: Too many open files; "
+                             "this master goes on serving"), line
+        assert h.listening_pids(port) == [pid]
+        for c in live:
+            assert echo_roundtrip(c, b"y") == b"y"
+    finally:
+        for c in live:
+            c.close()
