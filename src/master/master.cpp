@@ -246,7 +246,7 @@ Proxy::Upgraded Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading: starting a new master",
              static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
-  metrics_.reset();  // the successor binds the --metrics address (scrapes pause meanwhile)
+  metrics_.reset();  // the successor binds the --metrics address (scrapes are refused meanwhile)
   Failure failure;
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
