@@ -311,7 +311,12 @@ void Proxy::drain() {
     }
     uint64_t wait = std::min<uint64_t>(deadline - now, 60000);
     if (watchdog_.enabled()) wait = std::min<uint64_t>(wait, static_cast<uint64_t>(watchdog_.wait_ms()));
-    if (supervisor_.wait(static_cast<int>(wait)) == Event::StopNow) return;
+    const Event e = supervisor_.wait(static_cast<int>(wait));
+    if (e == Event::StopNow) return;
+    if (e == Event::Upgrade) {  // said, not done: the operator would otherwise take it for done
+      log::write(log::Level::Warning, handed_over_ ? "SIGUSR2 ignored: this master was replaced and drains"
+                                                   : "SIGUSR2 ignored: this master is stopping");
+    }
   }
 }
 

@@ -123,6 +123,25 @@ def test_stray_signals_are_ignored(start_balance, backends, sig):
     live.close()
 
 
+def test_sigusr2_while_stopping_says_it_is_ignored(start_balance, backends):
+    """SIGUSR2 to a master that drains after SIGTERM upgrades nothing, and says so in one line
+    (before: nothing was said, and the operator took the upgrade for done); the live connection
+    is still served and the stop completes."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "20"])
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"x") == b"x"
+    b.proc.send_signal(signal.SIGTERM)
+    h.wait_for(lambda: "shutting down" in b.stderr(), 10, "the drain to begin")
+    b.proc.send_signal(signal.SIGUSR2)
+    h.wait_for(lambda: "SIGUSR2 ignored: this master is stopping" in b.stderr(), 10, "the master to say so")
+    assert "starting a new master" not in b.stderr()
+    assert echo_roundtrip(live, b"still served") == b"still served"
+    live.close()
+    assert b.wait_exit(30) == 0
+
+
 def test_control_kill_waits_for_the_drain(start_balance, backends):
     """`balance -c kill` stops gracefully: a live connection still completes (kill waits for the
     grace period rather than cutting it short), then it prints the classic message."""
