@@ -114,6 +114,7 @@ class Proxy {
   enum class Upgraded { HandedOver, Failed, Stop, StopNow };
   void drain();
   Upgraded upgrade();
+  bool stop_while_upgrading(Event& stop);
   void restore_table();
   void fence_forks(bool raise);
   std::vector<int> listeners_for(unsigned i, unsigned threads) const;
@@ -251,12 +252,7 @@ Proxy::Upgraded Proxy::upgrade() {
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
   Event stop = Event::Timeout;
-  const Interruption interruption{supervisor_.signal_fd(),
-                                  [this, &stop] {
-                                    const Event e = supervisor_.wait(0);
-                                    if (e == Event::Stop || e == Event::StopNow) stop = e;
-                                    return stop != Event::Timeout;
-                                  },
+  const Interruption interruption{supervisor_.signal_fd(), [this, &stop] { return stop_while_upgrading(stop); },
                                   [this] { watchdog_.tick(); }};
   fence_forks(true);
   const auto pid = start_successor(listen_fds, segment_->fd(), interruption, failure);
@@ -280,6 +276,16 @@ Proxy::Upgraded Proxy::upgrade() {
   handed_over_ = true;
   watchdog_.stop();  // the new master is the main process: it pings from now on
   return Upgraded::HandedOver;
+}
+
+// A signal came while the new master starts: true (with `stop` set) for a stop signal, which
+// gives the upgrade up.
+bool Proxy::stop_while_upgrading(Event& stop) {
+  const Event e = supervisor_.wait(0);
+  if (e == Event::Upgrade) log::write(log::Level::Warning, "SIGUSR2 ignored: an upgrade is under way");
+  if (e != Event::Stop && e != Event::StopNow) return false;
+  stop = e;
+  return true;
 }
 
 // Raises (returning once every worker has it up) or lowers the fork fence of every worker's loop

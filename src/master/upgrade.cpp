@@ -72,6 +72,7 @@ std::string read_report(int fd, const Interruption& interruption, ReportEnd& end
       if (out.size() > 4096) return out;
       continue;
     }
+    if (out == "0") return out;  // reported, not closed yet: it serves
     if ((p[1].revents & POLLIN) && interruption.cancel()) {
       end = ReportEnd::Cancelled;
       return out;
