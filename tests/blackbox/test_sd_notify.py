@@ -251,3 +251,35 @@ def test_watchdog_pings_come_from_the_new_master_after_an_upgrade(start_balance,
     assert b.pid not in {p for p, _ in notify.pending()}, "pings from the old master after the hand-over"
     os.kill(new, signal.SIGTERM)
     h.wait_for(lambda: not h.pid_alive(new), 15, "the new master to stop")
+
+
+def test_watchdog_pings_go_on_while_a_new_master_starts(start_balance, backends, notify, tmp_path):
+    """SIGUSR2 when the new program takes long to start (here it waits on a fifo nobody opens):
+    the old master waits up to 30 s for its report, and pings systemd all along; a SIGTERM then
+    gives the upgrade up. (Before: no ping during that wait, so a WatchdogSec= under 30 s
+    killed the service for an upgrade that was only slow.)"""
+    srv = backends(h.EchoServer())
+    program = tmp_path / "balance"
+    shutil.copy(h.BALANCE_BIN, program)
+    port = h.free_port()
+    b = start_balance(port, [srv.address], env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"},
+                      start=False)
+    b.cmd[0] = str(program)
+    b.start()
+    pid, fields = recv_except_watchdog(notify)
+    assert (pid, fields["READY"]) == (b.pid, "1"), (pid, fields)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    slow = tmp_path / "slow"
+    slow.write_text(f'#!/bin/sh\nread go < "{gate}"\nexec "{h.BALANCE_BIN}" "$@"\n')
+    slow.chmod(0o755)
+    os.rename(slow, program)
+
+    b.proc.send_signal(signal.SIGUSR2)
+    pid, fields = recv_except_watchdog(notify)
+    assert (pid, fields.get("RELOADING")) == (b.pid, "1"), (pid, fields)
+    for _ in range(3):
+        assert notify.recv() == (b.pid, {"WATCHDOG": "1"}), "no ping while the new master starts"
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.wait_exit(30) == 0
+    assert "upgrade: cancelled by a stop signal" in b.stderr()
