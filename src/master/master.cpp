@@ -275,6 +275,9 @@ Proxy::Upgraded Proxy::upgrade() {
   sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=%s", *pid, serving_status().c_str());
   handed_over_ = true;
   watchdog_.stop();  // the new master is the main process: it pings from now on
+  // The new master checks the channels and writes their health into the shared table; a second
+  // checker here would double the checks and, with verdicts a check apart, flip a channel back.
+  if (checker_) checker_->stop_and_join();
   return Upgraded::HandedOver;
 }
 

@@ -276,6 +276,23 @@ def segment_path(port: int, rundir: str, mmap: bool) -> str:
     return os.path.join(rundir, f"balance.{port}") if mmap else f"/dev/shm/balance.{port}"
 
 
+def thread_names(pid: int) -> dict:
+    """{thread id: name} of the process's threads (balance names them: "worker 0", "health checks",
+    "logger", "metrics"); empty once the process is gone."""
+    names = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return names
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names[int(tid)] = f.read().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+    return names
+
+
 def pid_alive(pid: int) -> bool:
     """True if the pid exists and is not a zombie."""
     try:

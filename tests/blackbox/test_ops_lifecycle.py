@@ -326,6 +326,32 @@ def test_upgrade_in_place_under_traffic(start_balance, backends, rundir, success
           f"0 errors")
 
 
+def test_a_replaced_master_stops_checking_the_channels(start_balance, backends, successors):
+    """With --check, the master an upgrade replaced stops its health checker at the hand-over
+    while it drains (the new master checks the channels and writes their health into the same
+    table); its live connection is still served. (Before: both masters checked every channel
+    until the old one had drained, twice the checks, and two verdicts on one channel.)"""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--check", "1", "--grace", "60"])
+    assert "health checks" in h.thread_names(b.pid).values()
+    with h.connect(port) as held:  # keeps the old master draining
+        assert echo_roundtrip(held, b"before") == b"before"
+        b.proc.send_signal(signal.SIGUSR2)
+        new_pid = new_master(b, [b.pid], "a new master to take over")
+        successors.append(new_pid)
+        h.wait_for(lambda: "health checks" in h.thread_names(new_pid).values(), 15, "the new master's checks")
+        h.wait_for(lambda: "health checks" not in h.thread_names(b.pid).values(), 15,
+                   "the replaced master to stop its checks")
+        assert b.alive(), "the replaced master should still drain its connection"
+        assert echo_roundtrip(held, b"after") == b"after"
+    assert b.wait_exit(30) == 0, "the old master did not drain and exit"
+    assert b.ctl("show").rc == 0
+    r = b.ctl("kill")
+    assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n"
+    h.wait_for(lambda: not h.pid_alive(new_pid), 15, "the new master to stop")
+
+
 def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successors):
     """A master started by an upgrade is upgraded in turn, while its predecessor still drains
     long connections: across both upgrades no client sees an error and every byte is checked,

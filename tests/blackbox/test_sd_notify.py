@@ -180,11 +180,9 @@ class StoppedThread:
 
 
 def thread_named(pid, name):
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            if f.read().strip() == name:
-                return int(tid)
-    raise AssertionError(f"no thread named {name!r} in {pid}")
+    tids = [tid for tid, n in h.thread_names(pid).items() if n == name]
+    assert len(tids) == 1, f"threads named {name!r} in {pid}: {tids}"
+    return tids[0]
 
 
 def recv_except_watchdog(notify, timeout=10):
