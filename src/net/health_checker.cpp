@@ -2,10 +2,12 @@
 
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
 #include "log/log.h"
+#include "net/proxy_protocol.h"
 #include "net/sockets.h"
 
 namespace balance::net {
@@ -28,7 +30,9 @@ class HealthChecker::Probe final : public Watch {
   void on_events(uint32_t events) override {
     if (!fd_ || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     const int err = socket_error(fd_.get());
-    record(err == 0 && (events & EPOLLOUT) ? 0 : (err ? err : ECONNREFUSED));
+    const bool connected = err == 0 && (events & EPOLLOUT);
+    if (connected) greet(fd_.get());
+    record(connected ? 0 : (err ? err : ECONNREFUSED));
   }
 
  private:
@@ -55,6 +59,7 @@ class HealthChecker::Probe final : public Watch {
     }
     hc_.starved_ = false;
     if (r.status != ConnectStatus::InProgress) {
+      if (r.status == ConnectStatus::Connected) greet(r.fd.get());
       record(r.status == ConnectStatus::Connected ? 0 : r.error);
       return;
     }
@@ -66,6 +71,17 @@ class HealthChecker::Probe final : public Watch {
     }
     const uint64_t deadline = hc_.loop_.now_ms() + uint64_t{hc_.config_.connect_timeout_s} * 1000u;
     hc_.loop_.timers().schedule(timeout_, deadline, [this] { record(ETIMEDOUT); });
+  }
+
+  // With --proxy-protocol a backend expects the header first on every connection: a check
+  // sends the one for a connection of balance's own (HAProxy does the same for servers with
+  // send-proxy), so the backend sees a well-formed connection and no broken header in its log.
+  // A fresh socket takes these few bytes at once; a check that cannot send them still counts.
+  void greet(int fd) {
+    const auto pp = hc_.config_.proxy_protocol;
+    if (pp == cli::ProxyProtocol::None) return;
+    const std::string header = pp == cli::ProxyProtocol::V1 ? proxy_header_local_v1() : proxy_header_local_v2();
+    [[maybe_unused]] const ssize_t n = ::send(fd, header.data(), header.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
 
   void finish_connect() {

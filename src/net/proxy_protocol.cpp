@@ -18,10 +18,20 @@ void put16(std::string& out, uint16_t v) {
 
 }  // namespace
 
+std::string proxy_header_local_v1() { return "PROXY UNKNOWN\r\n"; }
+
+std::string proxy_header_local_v2() {
+  std::string out(kV2Signature, sizeof kV2Signature);
+  out.push_back('\x20');  // version 2, LOCAL: the receiver uses the connection's own addresses
+  out.push_back('\x00');  // AF_UNSPEC
+  put16(out, 0);
+  return out;
+}
+
 std::string proxy_header_v1(const core::Endpoint& client_in, const core::Endpoint& local_in) {
   const core::Endpoint client = client_in.unmapped();
   const core::Endpoint local = local_in.unmapped();
-  if (!same_known_family(client, local)) return "PROXY UNKNOWN\r\n";
+  if (!same_known_family(client, local)) return proxy_header_local_v1();
   return std::string("PROXY ") + (client.family == AF_INET ? "TCP4 " : "TCP6 ") + client.address_string() + " " +
          local.address_string() + " " + std::to_string(client.port) + " " + std::to_string(local.port) + "\r\n";
 }
@@ -29,13 +39,8 @@ std::string proxy_header_v1(const core::Endpoint& client_in, const core::Endpoin
 std::string proxy_header_v2(const core::Endpoint& client_in, const core::Endpoint& local_in) {
   const core::Endpoint client = client_in.unmapped();
   const core::Endpoint local = local_in.unmapped();
+  if (!same_known_family(client, local)) return proxy_header_local_v2();
   std::string out(kV2Signature, sizeof kV2Signature);
-  if (!same_known_family(client, local)) {
-    out.push_back('\x20');  // version 2, LOCAL: the receiver uses the connection's own addresses
-    out.push_back('\x00');  // AF_UNSPEC
-    put16(out, 0);
-    return out;
-  }
   const bool v4 = client.family == AF_INET;
   const size_t addr_len = v4 ? 4 : 16;
   out.push_back('\x21');             // version 2, PROXY

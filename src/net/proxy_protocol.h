@@ -14,4 +14,9 @@ namespace balance::net {
 std::string proxy_header_v1(const core::Endpoint& client, const core::Endpoint& local);
 std::string proxy_header_v2(const core::Endpoint& client, const core::Endpoint& local);
 
+// The header of a connection balance makes on its own behalf (a health check), relaying no
+// client: v1 "PROXY UNKNOWN", v2 the LOCAL command, as the specification asks for checks.
+std::string proxy_header_local_v1();
+std::string proxy_header_local_v2();
+
 }  // namespace balance::net

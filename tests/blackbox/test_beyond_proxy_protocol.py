@@ -195,3 +195,25 @@ def test_every_connection_gets_its_own_header(start_balance, backends, version):
         assert rec.ended.wait(h.scaled(10))
     assert sorted(rec.proxy["sport"] for rec in records) == sorted(sports)
     assert all(rec.proxy["dport"] == port and rec.proxy["src"] == "127.0.0.1" for rec in records)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_health_checks_send_the_header_of_a_connection_of_balance_s_own(start_balance, backends, version):
+    """With --check, each check connection starts with the header the specification gives for a
+    connection the proxy makes on its own (v1 `PROXY UNKNOWN`, v2 the LOCAL command with no
+    addresses), as HAProxy's checks of a send-proxy server do: a backend that requires the header
+    sees well-formed connections. (Before: a check connected and closed without a byte, which a
+    backend expecting the header logs as a broken or missing one.)"""
+    server = backends(ProxyServer())
+    port = h.free_port()
+    start_balance(port, [server.address], opts=["--proxy-protocol", version, "--check", "1"])
+    checks = server.wait_connections(2, timeout=15)  # no client: these are the health checks
+    for rec in checks:
+        assert rec.ended.wait(h.scaled(10)), "a check connection did not end"
+        assert "error" not in rec.proxy, rec.proxy
+        if version == "v1":
+            assert rec.proxy["line"] == b"PROXY UNKNOWN\r\n", rec.proxy
+        else:
+            assert (rec.proxy["version"], rec.proxy["command"], rec.proxy["family"], rec.proxy["length"]) == \
+                (2, 0, 0, 0), rec.proxy
+        assert rec.received_bytes == 0

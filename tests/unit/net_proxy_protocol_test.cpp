@@ -39,6 +39,12 @@ TEST(ProxyProtocol, MixedFamiliesAreUnknown) {
   EXPECT_EQ(proxy_header_v2(ep(AF_INET, "127.0.0.1", 1), ep(AF_INET6, "::1", 2)), kSig + std::string("\x20\x00\x00\x00", 4));
 }
 
+// A connection of balance's own (a health check) relays no client: the same two headers.
+TEST(ProxyProtocol, LocalConnections) {
+  EXPECT_EQ(proxy_header_local_v1(), "PROXY UNKNOWN\r\n");
+  EXPECT_EQ(proxy_header_local_v2(), kSig + std::string("\x20\x00\x00\x00", 4));
+}
+
 // Version 2 is the signature, version/command, family, length and the raw addresses and ports.
 TEST(ProxyProtocol, V2Ipv4) {
   const std::string h = proxy_header_v2(ep(AF_INET, "10.0.0.1", 0x1234), ep(AF_INET, "10.0.0.2", 0x0050));
