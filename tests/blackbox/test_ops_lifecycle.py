@@ -334,7 +334,8 @@ def test_a_replaced_master_stops_checking_the_channels(start_balance, backends, 
     srv = backends(h.EchoServer())
     port = h.free_port()
     b = start_balance(port, [srv.address], opts=["--check", "1", "--grace", "60"])
-    assert "health checks" in h.thread_names(b.pid).values()
+    # (listening comes first: the threads start, and are named, right after)
+    h.wait_for(lambda: "health checks" in h.thread_names(b.pid).values(), 15, "the checks to start")
     with h.connect(port) as held:  # keeps the old master draining
         assert echo_roundtrip(held, b"before") == b"before"
         b.proc.send_signal(signal.SIGUSR2)
