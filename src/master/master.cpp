@@ -318,9 +318,9 @@ void Proxy::drain() {
       log::write(log::Level::Notice, "grace period over: closing the remaining connections");
       return;
     }
-    uint64_t wait = std::min<uint64_t>(deadline - now, 60000);
-    if (watchdog_.enabled()) wait = std::min<uint64_t>(wait, static_cast<uint64_t>(watchdog_.wait_ms()));
-    const Event e = supervisor_.wait(static_cast<int>(wait));
+    const int until_deadline = static_cast<int>(std::min<uint64_t>(deadline - now, 60000));
+    const int ping = watchdog_.wait_ms();  // -1 without a watchdog
+    const Event e = supervisor_.wait(ping < 0 ? until_deadline : std::min(until_deadline, ping));
     if (e == Event::StopNow) return;
     if (e == Event::Upgrade) {  // said, not done: the operator would otherwise take it for done
       log::write(log::Level::Warning, handed_over_ ? "SIGUSR2 ignored: this master was replaced and drains"

@@ -20,7 +20,6 @@ class Watchdog {
   Watchdog();
 
   bool enabled() const { return period_ms_ != 0; }
-  uint64_t period_ms() const { return period_ms_; }
   // The loops to ping; they must run until stop() (the pings hold no reference to this object).
   void watch(std::vector<net::EventLoop*> loops) { loops_ = std::move(loops); }
   // No more pings (this process is no longer the service's main process, or it stops).
