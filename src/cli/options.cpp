@@ -113,6 +113,17 @@ std::string flag_name(const OptionDef& d) {
   return "--" + std::string(d.long_name);
 }
 
+// -b and -B take an IPv6 address with or without the brackets a channel needs: "[::1]" is "::1".
+// Only an address literal loses them, so the instance's name (-b as written) is the same both ways.
+std::string_view unbracketed(std::string_view value) {
+  if (value.size() < 3 || value.front() != '[' || value.back() != ']') return value;
+  const std::string_view inside = value.substr(1, value.size() - 2);
+  const std::string_view address = inside.substr(0, inside.find('%'));
+  in6_addr addr{};
+  if (address.size() >= INET6_ADDRSTRLEN || inet_pton(AF_INET6, std::string(address).c_str(), &addr) != 1) return value;
+  return inside;
+}
+
 // A positive number of seconds (or threads) for option `d`, at most `max`.
 Stop parse_positive(const OptionDef& d, std::string_view value, uint64_t max, unsigned& out) {
   const auto n = parse_number(value, max);
@@ -173,12 +184,12 @@ Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
     case kOptMetrics: return parse_metrics(value, c);
     case kOptBind:
       if (value.size() > kMaxHostLength) return bad_address(value);
-      c.bind_text = value;
+      c.bind_text = unbracketed(value);
       p.have_bind = true;
       break;
     case kOptOutBind:
       if (value.size() > kMaxHostLength) return bad_address(value);
-      p.out_bind_text = value;
+      p.out_bind_text = unbracketed(value);
       p.have_out_bind = true;
       break;
     case kOptCommand:

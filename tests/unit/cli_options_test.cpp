@@ -460,6 +460,23 @@ TEST(CliParse, ListenBindAddress) {
   EXPECT_FALSE(ok({"-6", "80", "localhost"}).bind.has_value());
 }
 
+TEST(CliParse, BindAddressesTakeIPv6InBrackets) {
+  // -b and -B take an IPv6 address in the brackets a channel needs, as the same instance and
+  // address as without them; brackets around anything but an IPv6 address are still an error.
+  const Config b = ok({"-b", "[::1]", "80", "localhost"});
+  EXPECT_EQ(b.bind, v6("::1", 80));
+  EXPECT_EQ(b.bind_text, "::1");
+  EXPECT_EQ(ok({"-i", "-b", "[::1]", "80"}).bind_text, "::1");
+  EXPECT_EQ(ok({"-b", "[2001:DB8::1]", "80", "localhost"}).bind, v6("2001:db8::1", 80));
+  EXPECT_EQ(ok({"-B", "[::1]", "80", "[::1]"}).out_bind, v6("::1", 0));
+  expect_error({"-b", "[fe80::1]", "80", "localhost"}, 65,
+               "link-local address [fe80::1] needs its interface: fe80::1%<interface>");
+  expect_error({"-b", "[localhost]", "80", "localhost"}, 65, "unknown or invalid address [[localhost]]");
+  expect_error({"-b", "[127.0.0.1]", "80", "localhost"}, 65, "unknown or invalid address [[127.0.0.1]]");
+  expect_error({"-B", "[::1", "80", "localhost"}, 65, "unknown or invalid address [[::1]");
+  expect_error({"-b", "[]", "80", "localhost"}, 65, "unknown or invalid address [[]]");
+}
+
 TEST(CliParse, UnresolvableBindAddresses) {
   // An unresolvable -b or -B gets the classic address message, 65.
   expect_error({"-b", "no.such.host.invalid", "80", "localhost"}, 65,
