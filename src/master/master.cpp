@@ -98,8 +98,9 @@ class Proxy {
         segment_(std::move(segment)),
         supervisor_(config.foreground) {}
 
-  // Starts the --metrics server, if asked for; false (with `failure`) when it cannot listen.
-  bool start_metrics(Failure& failure);
+  // Starts the --metrics server, if asked for, on the socket an upgrade's old master handed
+  // over (`inherited`) or on one bound now; false (with `failure`) when it cannot listen.
+  bool start_metrics(net::Fd inherited, Failure& failure);
   // A start that failed after the segment was made: nobody will serve from it.
   void discard_segment() { segment_->unlink(); }
   // Starts the workers; the proxy serves from here on. False (with `failure`) when one of them,
@@ -132,9 +133,10 @@ class Proxy {
   bool handed_over_ = false;  // a new master took over the socket and the segment
 };
 
-bool Proxy::start_metrics(Failure& failure) {
+bool Proxy::start_metrics(net::Fd inherited, Failure& failure) {
   if (!config_.metrics) return true;
-  metrics_ = metrics::Server::start(*config_.metrics, segment_->table(), failure);
+  metrics_ = inherited ? metrics::Server::adopt(inherited.release(), segment_->table(), failure)
+                       : metrics::Server::start(*config_.metrics, segment_->table(), failure);
   return metrics_ != nullptr;
 }
 
@@ -247,7 +249,6 @@ Proxy::Upgraded Proxy::upgrade() {
   log::write(log::Level::Notice, "SIGUSR2: starting a new master");
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading: starting a new master",
              static_cast<unsigned long long>(net::EventLoop::clock_ms()) * 1000);
-  metrics_.reset();  // the successor binds the --metrics address (scrapes are refused meanwhile)
   Failure failure;
   std::vector<int> listen_fds;
   for (const auto& fd : listeners_) listen_fds.push_back(fd.get());
@@ -255,7 +256,9 @@ Proxy::Upgraded Proxy::upgrade() {
   const Interruption interruption{supervisor_.signal_fd(), [this, &stop] { return stop_while_upgrading(stop); },
                                   [this] { watchdog_.tick(); }};
   fence_forks(true);
-  const auto pid = start_successor(listen_fds, segment_->fd(), interruption, failure);
+  // The new master accepts scrapes from the same --metrics socket, next to this one until it serves.
+  const auto pid = start_successor(listen_fds, metrics_ ? metrics_->listen_fd() : -1, segment_->fd(), interruption,
+                                   failure);
   fence_forks(false);  // the child has exec'd (or is gone): it holds no session's socket any more
   if (!pid) {
     // The successor may have got as far as naming itself master in the table before it failed
@@ -266,14 +269,13 @@ Proxy::Upgraded Proxy::upgrade() {
       return stop == Event::StopNow ? Upgraded::StopNow : Upgraded::Stop;
     }
     log::write(log::Level::Error, "%s; this master goes on serving", failure.message.c_str());
-    Failure metrics_failure;
-    if (!start_metrics(metrics_failure)) log::write(log::Level::Error, "%s", metrics_failure.message.c_str());
     sd_notifyf(0, "READY=1\nSTATUS=%s; the running master goes on serving", failure.message.c_str());
     return Upgraded::Failed;
   }
   log::write(log::Level::Notice, "new master %d serves: this master stops accepting and drains", *pid);
   sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=%s", *pid, serving_status().c_str());
   handed_over_ = true;
+  if (metrics_) metrics_->stop_accepting();  // the scrapes it is answering are answered
   watchdog_.stop();  // the new master is the main process: it pings from now on
   // The new master checks the channels and writes their health into the shared table; a second
   // checker here would double the checks and, with verdicts a check apart, flip a channel back.
@@ -397,7 +399,8 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   auto segment = open_segment(config, inheritance, failure);
   if (!segment) return failed();
   Proxy proxy(config, std::move(listeners), std::move(segment));
-  if (!proxy.start_metrics(failure) || !proxy.start(failure)) {
+  net::Fd inherited_metrics = inheritance ? std::move(inheritance->metrics) : net::Fd();
+  if (!proxy.start_metrics(std::move(inherited_metrics), failure) || !proxy.start(failure)) {
     if (!inheritance) proxy.discard_segment();  // an upgrade's predecessor goes on serving from it
     return failed();
   }

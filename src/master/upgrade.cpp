@@ -153,14 +153,18 @@ std::optional<Inheritance> inherited() {
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     in.listeners.emplace_back(fd);
   }
+  if (const int metrics_fd = field(text, "metrics"); metrics_fd >= 0) {
+    ::fcntl(metrics_fd, F_SETFD, FD_CLOEXEC);
+    in.metrics.reset(metrics_fd);
+  }
   ::fcntl(in.segment_fd, F_SETFD, FD_CLOEXEC);
   ::fcntl(report_fd, F_SETFD, FD_CLOEXEC);
   in.report.reset(report_fd);
   return in;
 }
 
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, const Interruption& interruption,
-                                   Failure& failure) {
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int metrics_fd, int segment_fd,
+                                   const Interruption& interruption, Failure& failure) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     failure = {kExitOsErr, std::string("upgrade: cannot create pipe: ") + std::strerror(errno)};
@@ -175,9 +179,10 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
     child_listen.emplace_back(inheritable(fd));
     listen_list += (listen_list.empty() ? "" : ":") + std::to_string(child_listen.back().get());
   }
+  net::Fd child_metrics(metrics_fd >= 0 ? inheritable(metrics_fd) : -1);
   net::Fd child_segment(inheritable(segment_fd));
   net::Fd child_report(inheritable(write_end.get()));
-  const bool all_copied = child_segment && child_report &&
+  const bool all_copied = child_segment && child_report && (metrics_fd < 0 || child_metrics) &&
                           std::all_of(child_listen.begin(), child_listen.end(), [](const net::Fd& fd) { return bool(fd); });
   if (!all_copied) {  // the new master would not find them, and start as if it were the first
     failure = {kExitOsErr, std::string("upgrade: cannot copy descriptors for the new master: ") + std::strerror(errno)};
@@ -185,7 +190,8 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
   }
   // Everything exec needs is built before fork: between fork and exec only async-signal-safe calls.
   std::string env = std::string(kEnv) + "=listen=" + listen_list + ",segment=" +
-                    std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get());
+                    std::to_string(child_segment.get()) + ",report=" + std::to_string(child_report.get()) +
+                    (child_metrics ? ",metrics=" + std::to_string(child_metrics.get()) : "");
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e) {
     // systemd's watchdog names this process; the successor pings once it is the main process.
@@ -205,6 +211,7 @@ std::optional<int> start_successor(const std::vector<int>& listen_fds, int segme
     ::_exit(127);
   }
   child_listen.clear();
+  child_metrics.reset();
   child_segment.reset();
   child_report.reset();
   write_end.reset();

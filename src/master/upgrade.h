@@ -3,7 +3,7 @@
 // the master's liveness lock). The new master serves from the same socket and the same shared
 // table (admin state, maxc, channels created at runtime, counters); once it reports that it
 // serves, the old master stops accepting and drains. Both accept from the one socket during the
-// hand-over, so no client is refused.
+// hand-over, so no client is refused. The --metrics socket is handed over the same way.
 #pragma once
 
 #include <functional>
@@ -19,6 +19,7 @@ namespace balance::master {
 // What a new master inherited from the old one (environment variable BALANCE_UPGRADE).
 struct Inheritance {
   std::vector<net::Fd> listeners;
+  net::Fd metrics;  // the --metrics socket, if the old master had one
   int segment_fd = -1;
   net::Fd report;  // write "0" or "<code>\t<message>" once serving or failed
 };
@@ -40,8 +41,9 @@ struct Interruption {
 // Old master: starts the new master and waits (bounded) for its report. Returns its pid when it
 // serves; nullopt (with `failure` filled, logged by the caller) when it did not, or when the
 // wait was cancelled (the new master, which has not reported yet, is killed then).
-std::optional<int> start_successor(const std::vector<int>& listen_fds, int segment_fd, const Interruption& interruption,
-                                   Failure& failure);
+// `metrics_fd` is the --metrics socket, -1 without one.
+std::optional<int> start_successor(const std::vector<int>& listen_fds, int metrics_fd, int segment_fd,
+                                   const Interruption& interruption, Failure& failure);
 
 // New master: tells the old one that start-up went well (nullopt) or not.
 void report_to_predecessor(Inheritance& inheritance, const std::optional<Failure>& failure);

@@ -1,9 +1,11 @@
 #include "metrics/server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,9 +16,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "log/log.h"
@@ -66,6 +70,7 @@ constexpr size_t kMaxQueued = 16;
 constexpr int kBacklog = SOMAXCONN;
 constexpr int kIoTimeoutMs = 2000;
 constexpr auto kDeadline = std::chrono::seconds(10);
+constexpr auto kHandOverWait = std::chrono::seconds(2);
 // What is read of a connection, at most: a request's line and headers (httplib limits each line
 // to 8 KiB but not their number, and keeps every header: 300 MB of "X: y" lines grew the master
 // by 5.4 GiB). A GET from Prometheus or a browser is a few hundred bytes to a few KiB.
@@ -157,8 +162,8 @@ class DeadlineStream final : public httplib::Stream {
   size_t total_ = 0;  // bytes read so far
 };
 
-// httplib's ThreadPool, but enqueue() waits while kMaxQueued connections already wait.
-class BoundedPool final : public httplib::TaskQueue {
+// The serving threads. push() waits while kMaxQueued connections already wait for one.
+class BoundedPool {
  public:
   explicit BoundedPool(size_t threads) {
     for (size_t i = 0; i < threads; ++i) {
@@ -166,63 +171,96 @@ class BoundedPool final : public httplib::TaskQueue {
       ::pthread_setname_np(threads_.back().native_handle(), "metrics");
     }
   }
+  ~BoundedPool() { shutdown(); }
+  BoundedPool(const BoundedPool&) = delete;
+  BoundedPool& operator=(const BoundedPool&) = delete;
 
-  void enqueue(std::function<void()> fn) override {
+  // Queues `job`, waiting for room; false (nothing queued) when there is none and
+  // stop_waiting() was called.
+  bool push(std::function<void()> job) {
     std::unique_lock lock(mutex_);
-    room_.wait(lock, [this] { return jobs_.size() < kMaxQueued; });
-    jobs_.push_back(std::move(fn));
+    room_.wait(lock, [this] { return jobs_.size() < kMaxQueued || no_wait_; });
+    if (jobs_.size() >= kMaxQueued) return false;
+    jobs_.push_back(std::move(job));
     lock.unlock();
     ready_.notify_one();
+    return true;
+  }
+
+  // Ends a wait in push(), and every later one, at once.
+  void stop_waiting() {
+    {
+      const std::lock_guard lock(mutex_);
+      no_wait_ = true;
+    }
+    room_.notify_all();
+  }
+
+  // Waits until nothing is queued or running, at most until `deadline`; false if it is not so.
+  bool wait_idle(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    return idle_.wait_until(lock, deadline, [this] { return jobs_.empty() && running_ == 0; });
   }
 
   // Runs what is queued, then joins the threads.
-  void shutdown() override {
+  void shutdown() {
     {
       const std::lock_guard lock(mutex_);
       shutdown_ = true;
     }
     ready_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
 
  private:
   void work() {
     for (;;) {
-      std::function<void()> fn;
+      std::function<void()> job;
       {
         std::unique_lock lock(mutex_);
         ready_.wait(lock, [this] { return !jobs_.empty() || shutdown_; });
         if (jobs_.empty()) return;
-        fn = std::move(jobs_.front());
+        job = std::move(jobs_.front());
         jobs_.pop_front();
+        ++running_;
       }
       room_.notify_one();
-      fn();
+      job();
+      {
+        const std::lock_guard lock(mutex_);
+        --running_;
+      }
+      idle_.notify_all();
     }
   }
 
   std::mutex mutex_;
   std::condition_variable ready_;
   std::condition_variable room_;
+  std::condition_variable idle_;
   std::deque<std::function<void()>> jobs_;
+  size_t running_ = 0;
+  bool no_wait_ = false;
   bool shutdown_ = false;
   std::vector<std::thread> threads_;
 };
 
-// httplib's server, serving each connection through a DeadlineStream, one request on it, and
-// keeping track of the connections being served so that stopping can cut them.
+// httplib's server, serving each connection it is given through a DeadlineStream, one request
+// on it, and keeping track of the connections being served so that stopping can cut them.
 class HttpServer final : public httplib::Server {
  public:
-  // After stop(): ends every connection still being served (its request or answer fails at
-  // once), and closes unread those the pool has yet to take.
+  // Answers one request on the accepted connection `fd`, then closes it.
+  void serve(int fd) { process_and_close_socket(fd); }
+
+  // Ends every connection still being served (its request or answer fails at once); those the
+  // pool has yet to take are closed unread.
   void cut_connections() {
     const std::lock_guard lock(mutex_);
     cut_ = true;
     for (const int fd : serving_) ::shutdown(fd, SHUT_RDWR);
   }
-
-  // After a bind: httplib listens with a backlog of 5.
-  bool set_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
 
  private:
   bool process_and_close_socket(int fd) override {
@@ -249,17 +287,63 @@ class HttpServer final : public httplib::Server {
   bool cut_ = false;
 };
 
+// A listening socket for `addr`, non-blocking (during an upgrade two masters poll it, and an
+// accept can find the client already taken by the other); -1 with errno on failure.
+int bind_listener(const core::Endpoint& addr) {
+  const int fd = ::socket(addr.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  // SO_REUSEADDR only: SO_REUSEPORT would let a second instance bind the same address silently.
+  const int one = 1;
+  const int zero = 0;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr.family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);  // [::] takes IPv4 too
+  sockaddr_storage ss{};
+  const socklen_t len = addr.to_sockaddr(ss);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0 || ::listen(fd, kBacklog) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+// The port `fd` listens on; 0 when it is not a listening TCP socket.
+uint16_t listening_port(int fd) {
+  int listening = 0;
+  socklen_t optlen = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0 || listening == 0) return 0;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  const auto local = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+  return local ? local->port : 0;
+}
+
 }  // namespace
 
 struct Server::Impl {
   const core::Table& table;
   HttpServer http;
+  int listen_fd;  // this process's descriptor of the listening socket; -1 once it stopped accepting
+  uint16_t port;
+  int wake_fd = -1;  // eventfd: stop accepting
+  std::unique_ptr<BoundedPool> pool;
   std::thread thread;
-  std::atomic<bool> finished{false};
-  uint16_t port = 0;
 
-  explicit Impl(const core::Table& t) : table(t) {}
+  Impl(const core::Table& t, int fd, uint16_t p) : table(t), listen_fd(fd), port(p) {}
+  ~Impl() {
+    if (listen_fd >= 0) ::close(listen_fd);
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
   void routes();
+  bool run(Failure& failure);
+  void accept_loop();
+  // Waits up to `ms` for the wake-up; true if it came.
+  bool woken(int ms) const {
+    pollfd p{wake_fd, POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0;
+  }
   // What /metrics and /status.json show: the table's, and this process's dropped log lines.
   Snapshot snapshot() const {
     Snapshot snap = take_snapshot(table, now_ms());
@@ -269,13 +353,6 @@ struct Server::Impl {
 };
 
 void Server::Impl::routes() {
-  http.new_task_queue = [] { return new BoundedPool(kPoolThreads); };
-  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second
-  // instance bind the same address silently.
-  http.set_socket_options([](int fd) {
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  });
   http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
     res.status = 405;
@@ -301,46 +378,96 @@ void Server::Impl::routes() {
   });
 }
 
+// Accepts until woken, handing each connection to the pool (which makes this wait while
+// kMaxQueued connections already wait for a serving thread).
+void Server::Impl::accept_loop() {
+  pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  for (;;) {
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      if (woken(100)) return;  // ENOMEM: try again a little later
+      continue;
+    }
+    if (p[1].revents != 0) return;
+    if ((p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      log::write(log::Level::Error, "--metrics: the listening socket failed; no more scrapes are answered");
+      return;
+    }
+    if ((p[0].revents & POLLIN) == 0) continue;
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);  // blocking, as the stream expects
+    if (fd >= 0) {
+      if (!pool->push([this, fd] { http.serve(fd); })) ::close(fd);  // stopping
+    } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      if (woken(100)) return;  // the client waits in the backlog meanwhile
+    }
+    // EAGAIN: the other master of an upgrade took the client; ECONNABORTED: it gave up.
+  }
+}
+
+bool Server::Impl::run(Failure& failure) {
+  wake_fd = ::eventfd(0, EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    failure = {kExitOsErr, std::string("cannot serve --metrics: ") + std::strerror(errno) + ", exiting."};
+    return false;
+  }
+  routes();
+  const BlockSignals blocked;  // the listening thread and the pool inherit the mask
+  pool = std::make_unique<BoundedPool>(kPoolThreads);
+  thread = std::thread([this] { accept_loop(); });
+  ::pthread_setname_np(thread.native_handle(), "metrics");
+  return true;
+}
+
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 std::unique_ptr<Server> Server::start(const core::Endpoint& addr, const core::Table& table, Failure& failure) {
-  auto impl = std::make_unique<Impl>(table);
-  impl->routes();
-  impl->http.set_address_family(addr.family);
-  errno = 0;
-  const int port = addr.port != 0 ? (impl->http.bind_to_port(addr.host_string(), addr.port) ? addr.port : -1)
-                                  : impl->http.bind_to_any_port(addr.host_string());
-  if (port <= 0) {
+  const int fd = bind_listener(addr);
+  const uint16_t port = fd >= 0 ? listening_port(fd) : 0;
+  if (port == 0) {
     const int err = errno;
-    failure = {kExitOsErr, "cannot listen for --metrics on " + addr.to_string() + ": " +
-                               (err ? std::strerror(err) : "cannot bind") + ", exiting."};
+    if (fd >= 0) ::close(fd);
+    failure = {kExitOsErr, "cannot listen for --metrics on " + addr.to_string() + ": " + std::strerror(err) + ", exiting."};
     return nullptr;
   }
-  impl->http.set_backlog(kBacklog);  // the default one still serves if this fails
-  impl->port = static_cast<uint16_t>(port);
-  Impl* raw = impl.get();
-  {
-    const BlockSignals blocked;  // the listening thread, and the pool it starts, inherit the mask
-    raw->thread = std::thread([raw] {
-      raw->http.listen_after_bind();
-      raw->finished.store(true);
-    });
-    ::pthread_setname_np(raw->thread.native_handle(), "metrics");
+  auto impl = std::make_unique<Impl>(table, fd, port);
+  if (!impl->run(failure)) return nullptr;
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+std::unique_ptr<Server> Server::adopt(int listen_fd, const core::Table& table, Failure& failure) {
+  const uint16_t port = listening_port(listen_fd);
+  if (port == 0) {
+    ::close(listen_fd);
+    failure = {kExitOsErr, "cannot serve --metrics: the inherited descriptor is not a listening socket, exiting."};
+    return nullptr;
   }
+  auto impl = std::make_unique<Impl>(table, listen_fd, port);
+  if (!impl->run(failure)) return nullptr;
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 uint16_t Server::port() const { return impl_->port; }
 
-Server::~Server() {
-  // stop() does nothing until the listening thread has marked the server running, and must be
-  // called once only (a second call finds no socket): wait for the mark, then stop.
-  while (!impl_->finished.load() && !impl_->http.is_running()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (!impl_->finished.load()) impl_->http.stop();
-  impl_->http.cut_connections();
+int Server::listen_fd() const { return impl_->listen_fd; }
+
+// Wakes the listening thread (out of a wait for the pool's room too) and joins it.
+void Server::stop_accepting() {
+  if (impl_->listen_fd < 0) return;
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(impl_->wake_fd, &one, sizeof one);
+  impl_->pool->stop_waiting();
   impl_->thread.join();
+  ::close(std::exchange(impl_->listen_fd, -1));
+}
+
+// After a hand-over the scrapes this server accepted are answered first (their answer is
+// ready in a few milliseconds; a client that holds its connection is cut after kHandOverWait):
+// the new master has the port, and this one is only draining.
+Server::~Server() {
+  if (impl_->listen_fd < 0) impl_->pool->wait_idle(std::chrono::steady_clock::now() + kHandOverWait);
+  stop_accepting();
+  impl_->http.cut_connections();
+  impl_->pool->shutdown();  // what is queued is closed unread (cut), then the threads join
 }
 
 }  // namespace balance::metrics

@@ -202,3 +202,47 @@ TEST(MetricsServerStart, ServesOnIpv6Loopback) {
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200);
 }
+
+// The hand-over of an upgrade: the new master adopts a copy of the listening socket, both
+// answer until the old one stops accepting, and from then on the new one answers every request
+// on the same port; none is refused.
+TEST(MetricsServerHandOver, AdoptedSocketGoesOnServingAfterTheOldServerStopsAccepting) {
+  auto old_table = metrics::testing::empty_table();
+  auto new_table = metrics::testing::empty_table();
+  old_table->append_channel(0, endpoint("127.0.0.1", 8081), 0, true);
+  new_table->append_channel(0, endpoint("127.0.0.1", 8082), 0, true);
+  balance::Failure failure;
+  auto old_server = metrics::Server::start(endpoint("127.0.0.1", 0), *old_table, failure);
+  ASSERT_TRUE(old_server) << failure.message;
+  const uint16_t port = old_server->port();
+  auto new_server = metrics::Server::adopt(::dup(old_server->listen_fd()), *new_table, failure);
+  ASSERT_TRUE(new_server) << failure.message;
+  EXPECT_EQ(new_server->port(), port);
+
+  // Which server answered: each table names its own backend.
+  const auto answered_by = [port]() -> std::string {
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(5);
+    auto res = client.Get("/metrics");
+    if (!res) return "error: " + httplib::to_string(res.error());
+    if (res->body.find("127.0.0.1:8081") != std::string::npos) return "old";
+    if (res->body.find("127.0.0.1:8082") != std::string::npos) return "new";
+    return "neither";
+  };
+  old_server->stop_accepting();
+  EXPECT_EQ(old_server->listen_fd(), -1);
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(answered_by(), "new") << "request " << i;
+  old_server.reset();  // its threads stop; the socket is the new server's
+  EXPECT_EQ(answered_by(), "new");
+}
+
+TEST(MetricsServerHandOver, AdoptingWhatIsNotAListeningSocketFails) {
+  auto table = metrics::testing::empty_table();
+  balance::Failure failure;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  EXPECT_FALSE(metrics::Server::adopt(fd, *table, failure));
+  EXPECT_EQ(failure.exit_code, balance::kExitOsErr);
+  EXPECT_EQ(failure.message, "cannot serve --metrics: the inherited descriptor is not a listening socket, exiting.");
+}
