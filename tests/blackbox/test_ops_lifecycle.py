@@ -244,19 +244,37 @@ def new_master(b, known, what):
     return seen["pid"]
 
 
-class Traffic:
+def upgrade_last(b, masters, successors, step):
+    """SIGUSR2 to the last of `masters`; appends the new master's pid to both lists."""
+    os.kill(masters[-1], signal.SIGUSR2)
+    masters.append(new_master(b, masters, f"upgrade {step}: a new master"))
+    successors.append(masters[-1])
+
+
+class Clients:
+    """Client threads running `targets` against `port` until finish(); failures go to errors."""
+
+    def __init__(self, port, targets):
+        self.port = port
+        self.stop = threading.Event()
+        self.errors = []
+        self.threads = [threading.Thread(target=t, daemon=True) for t in targets]
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(h.scaled(30))
+
+
+class Traffic(Clients):
     """Short connections in a loop plus long echo streams, all checked; counts errors."""
 
     def __init__(self, port, long_streams=2):
-        self.port = port
-        self.stop = threading.Event()
         self.short_ok = 0
         self.long_bytes = 0
-        self.errors = []
-        self.threads = [threading.Thread(target=self.short_loop, daemon=True)]
-        self.threads += [threading.Thread(target=self.long_stream, daemon=True) for _ in range(long_streams)]
-        for t in self.threads:
-            t.start()
+        super().__init__(port, [self.short_loop] + [self.long_stream] * long_streams)
 
     def short_loop(self):
         while not self.stop.is_set():
@@ -286,11 +304,6 @@ class Traffic:
                 h.recv_until_eof(s)
         except Exception as e:
             self.errors.append(f"long: {e!r}")
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(h.scaled(30))
 
 
 def test_upgrade_in_place_under_traffic(start_balance, backends, rundir, successors):
@@ -366,9 +379,7 @@ def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successor
     masters = [b.pid]
     for step in (1, 2):
         short_before = traffic.short_ok
-        os.kill(masters[-1], signal.SIGUSR2)
-        masters.append(new_master(b, masters, f"upgrade {step}: a new master"))
-        successors.append(masters[-1])
+        upgrade_last(b, masters, successors, step)
         h.wait_for(lambda: traffic.short_ok > short_before + 200, 30,
                    f"upgrade {step}: traffic through the new master")
     assert h.pid_alive(masters[0]), "the first master left while its long connections were live"
@@ -385,18 +396,13 @@ def test_upgrade_twice_in_a_row_under_traffic(start_balance, backends, successor
     h.wait_for(lambda: not h.pid_alive(masters[2]), 15, "the third master to stop")
 
 
-class Scrapes:
+class Scrapes(Clients):
     """GET /metrics in a loop from two threads, a new connection each time; counts the answers
     and keeps every failure (a refused connection, a reset, an error status)."""
 
     def __init__(self, port):
-        self.port = port
-        self.stop = threading.Event()
         self.ok = 0
-        self.errors = []
-        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(2)]
-        for t in self.threads:
-            t.start()
+        super().__init__(port, [self.loop] * 2)
 
     def loop(self):
         while not self.stop.is_set():
@@ -410,11 +416,6 @@ class Scrapes:
                 self.ok += 1
             except Exception as e:  # any failure is what the test counts
                 self.errors.append(repr(e))
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(h.scaled(30))
 
 
 def test_no_scrape_is_refused_across_upgrades(start_balance, backends, successors):
@@ -432,9 +433,7 @@ def test_no_scrape_is_refused_across_upgrades(start_balance, backends, successor
         masters = [b.pid]
         for step in (1, 2):
             before = scrapes.ok
-            os.kill(masters[-1], signal.SIGUSR2)
-            masters.append(new_master(b, masters, f"upgrade {step}: a new master"))
-            successors.append(masters[-1])
+            upgrade_last(b, masters, successors, step)
             h.wait_for(lambda: not h.pid_alive(masters[-2]), 30,
                        f"upgrade {step}: the old master to exit")
             h.wait_for(lambda: scrapes.ok > before + 20, 30, f"upgrade {step}: scrapes after the old master left")
