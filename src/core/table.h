@@ -35,6 +35,12 @@ inline constexpr uint32_t kFlagChecks = 1u << 0;  // active health checks are on
 // The master drains after a stop signal (never set by a master an upgrade replaced): a second
 // SIGTERM would cut its connections, so `kill` only waits.
 inline constexpr uint32_t kFlagStopping = 1u << 1;
+// The upper half of Header::flags counts the master's writes of its pid and start ticks, odd
+// while one is under way (a seqlock): an upgrade's new master writes itself in while clients
+// read, and a client must not pair one master's pid with the other's start ticks. Older
+// versions leave these bits alone.
+inline constexpr uint32_t kMasterSeqOne = 1u << 16;
+inline constexpr uint32_t master_seq(uint32_t flags) { return flags / kMasterSeqOne; }
 
 // Health of a channel as seen by the health checker (when checks are on).
 enum class Health : uint32_t { Up = 0, Down = 1 };

@@ -331,22 +331,44 @@ void Segment::reinitialize(const Fill& fill) {
   publish_master();
 }
 
-// The start ticks first, then the pid: a reader that sees the new pid sees the new ticks.
+// Under the seqlock of the flags' upper half (core::kMasterSeqOne), the start ticks first, then
+// the pid: an older client, which knows no seqlock, still sees the new ticks with the new pid.
 void Segment::publish_master() {
-  std::atomic_ref<uint64_t>(table_->header.master_start_ticks).store(own_start_ticks(), std::memory_order_relaxed);
-  table_->header.master_pid.store(::getpid(), std::memory_order_release);
+  core::Header& h = table_->header;
+  // Odd while writing. A count left odd by a master that died in the middle is odd already: this
+  // write makes it even first, then odd again.
+  if (core::master_seq(h.flags.fetch_add(core::kMasterSeqOne, std::memory_order_relaxed)) & 1u) {
+    h.flags.fetch_add(core::kMasterSeqOne, std::memory_order_relaxed);
+  }
+  // Release stores keep the odd count ordered before each field (see recorded_master()).
+  std::atomic_ref<uint64_t>(h.master_start_ticks).store(own_start_ticks(), std::memory_order_release);
+  h.master_pid.store(::getpid(), std::memory_order_release);
+  h.flags.fetch_add(core::kMasterSeqOne, std::memory_order_release);
 }
 
-// The pid and start ticks as the header has them, read back to back and again until both hold
-// still (bounded): an upgrade's new master may be writing them.
+// The pid and start ticks as one master wrote them. A master writes them in a few nanoseconds,
+// unless it is preempted between its stores: a client then waits for it (at most about 20 ms).
+// A count still odd after that was left by a master that died writing (it is not live either
+// way), or a foreign write: the fields are then read as they are, twice, until the pid holds
+// still, as from a master of an older version that writes without the count.
 Segment::MasterIdentity Segment::recorded_master() const {
   core::Header& h = table_->header;
   std::atomic_ref<uint64_t> ticks(h.master_start_ticks);
   MasterIdentity id;
+  for (int i = 0; i < 500; ++i) {
+    const uint32_t before = core::master_seq(h.flags.load(std::memory_order_acquire));
+    if (before & 1u) {
+      if (i >= 100) ::usleep(50);  // first spin: the writer is most likely running
+      continue;
+    }
+    // Acquire loads: reading a field of a write under way makes the re-read below see its count.
+    id.pid = h.master_pid.load(std::memory_order_acquire);
+    id.start_ticks = ticks.load(std::memory_order_acquire);
+    if (core::master_seq(h.flags.load(std::memory_order_relaxed)) == before) return id;
+  }
   for (int i = 0; i < 16; ++i) {
     id.pid = h.master_pid.load(std::memory_order_acquire);
-    id.start_ticks = ticks.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    id.start_ticks = ticks.load(std::memory_order_acquire);
     if (h.master_pid.load(std::memory_order_relaxed) == id.pid) break;
   }
   return id;
