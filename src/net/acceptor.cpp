@@ -86,7 +86,10 @@ void Acceptor::shed_one() {
   if (spare_) {
     spare_.reset();
     Fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
-    if (victim) header.refused_total.fetch_add(1, std::memory_order_relaxed);
+    if (victim) {  // accepted, and closed without a channel: a refused client among the accepted
+      header.accepted_total.fetch_add(1, std::memory_order_relaxed);
+      header.refused_total.fetch_add(1, std::memory_order_relaxed);
+    }
     victim.reset();
     spare_ = open_spare();
   }

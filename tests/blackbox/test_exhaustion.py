@@ -175,6 +175,26 @@ def test_shedding_at_the_limit_does_not_spin_with_a_queue_of_clients(start_balan
     assert_settled(bal, baseline)
 
 
+def test_shed_clients_count_as_accepted_and_refused(start_balance, backends):
+    """A client shed at the descriptor limit was accepted and then closed without a channel: it
+    counts in balance_accepted_connections_total as well as in
+    balance_refused_connections_total (documented as the accepted clients no channel would
+    take), so that accepted = served + refused and refused never exceeds accepted."""
+    from test_metrics import Metrics  # a module of tests: imported only where needed
+    echo = backends(h.EchoServer())
+    mport = h.free_port()
+    bal, _ = start_limited(start_balance, h.free_port(), [echo.address], opts=["--metrics", f"127.0.0.1:{mport}"])
+    metrics = Metrics(bal, mport)
+    rng = random.Random(31)
+    live = fill_to_the_limit(bal, rng, backends)  # ends with one client shed
+    shed = 1 + [try_serve(bal.port, rng) for _ in range(5)].count(None)
+    assert shed == 6, "a client was served beyond the descriptor limit"
+    status = metrics.status()
+    assert (status["accepted_total"], status["refused_total"]) == (len(live) + shed, shed), status
+    for c in live:
+        c.sock.close()
+
+
 def test_backend_accept_queue_full_clients_time_out_and_fail_over(start_balance, backends):
     """A backend whose accept queue is full (SYNs dropped) is group 0's first channel: 60 clients
     at once, the half that meet it wait -t 1 and fail over to the second channel; all are served,
