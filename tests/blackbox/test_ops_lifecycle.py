@@ -142,6 +142,30 @@ def test_sigusr2_while_stopping_says_it_is_ignored(start_balance, backends):
     assert b.wait_exit(30) == 0
 
 
+def test_a_second_instance_on_the_port_exits_71_while_it_serves_and_69_while_it_drains(
+        start_balance, backends, rundir):
+    """balance(1), EXIT STATUS: a second instance on the port of one that serves meets the bound
+    port (71, `Address already in use`); on the port of one that no longer listens but still
+    drains it meets the channel table in use (69, `is already running`: the unit retries it)."""
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    b = start_balance(port, [srv.address], opts=["--grace", "20"])
+    second = ["-f", str(port), srv.address]
+    res = h.run(second, rundir=rundir, timeout=20)
+    assert res.rc == 71, res
+    assert "Address already in use" in res.stderr, res.stderr
+    live = h.connect(port)
+    assert echo_roundtrip(live, b"x") == b"x"
+    b.proc.send_signal(signal.SIGTERM)
+    h.wait_for(lambda: not h.is_listening(b.pid, port), 10, "the listener to close")
+    res = h.run(second, rundir=rundir, timeout=20)
+    assert res.rc == 69, res
+    assert f"balance on port {port} is already running" in res.stderr, res.stderr
+    assert echo_roundtrip(live, b"still served") == b"still served"
+    live.close()
+    assert b.wait_exit(30) == 0
+
+
 def test_control_kill_waits_for_the_drain(start_balance, backends):
     """`balance -c kill` stops gracefully: a live connection still completes (kill waits for the
     grace period rather than cutting it short), then it prints the classic message."""
