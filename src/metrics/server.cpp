@@ -355,12 +355,14 @@ struct Server::Impl {
 void Server::Impl::routes() {
   http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    no_store(res);
     res.status = 405;
     res.set_header("Allow", "GET, HEAD");
     res.set_content("method not allowed\n", "text/plain; charset=utf-8");
     return httplib::Server::HandlerResponse::Handled;
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.get_header_value("Cache-Control").empty()) no_store(res);  // errors too: nothing is cached
     if (res.status == 404) res.set_content("not found\n", "text/plain; charset=utf-8");
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

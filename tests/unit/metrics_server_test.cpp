@@ -94,6 +94,7 @@ TEST_F(MetricsServer, UnknownPathsAre404) {
     auto res = client_->Get(path);
     ASSERT_TRUE(res) << path;
     EXPECT_EQ(res->status, 404) << path;
+    EXPECT_EQ(res->get_header_value("Cache-Control"), "no-store") << path;
   }
 }
 
@@ -102,6 +103,7 @@ TEST_F(MetricsServer, OtherMethodsAre405) {
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
   EXPECT_EQ(post->get_header_value("Allow"), "GET, HEAD");
+  EXPECT_EQ(post->get_header_value("Cache-Control"), "no-store");
   auto del = client_->Delete("/");
   ASSERT_TRUE(del);
   EXPECT_EQ(del->status, 405);
