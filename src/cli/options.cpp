@@ -403,7 +403,8 @@ std::string usage_text() {
       "  balance [-b addr] -c cmd [-d] [-M] port\n\noptions:\n";
   for (const OptionDef& d : kOptions) {
     std::string line = option_label(d);
-    line.resize(line.size() < 20 ? 20 : line.size() + 1, ' ');
+    if (line.size() >= 20) line += "\n";  // a long label: its help on the next line, in the column
+    line.resize(line.size() < 20 ? 20 : line.size() + 20, ' ');
     u += line + std::string(d.help) + "\n";
   }
   u +=
