@@ -58,13 +58,26 @@ std::string format_line(const char* fmt, va_list args) {
   return line;
 }
 
+// The last line on stderr was cut short: a write failed part way through it (a full disk), and
+// the next line written must not be glued onto it. Written only by one thread at a time (the
+// logger, or a direct writer under g_mutex when there is none).
+std::atomic<bool> g_stderr_cut{false};
+
 void emit(Level level, const std::string& line) {
   if (g_syslog.load(std::memory_order_relaxed)) {
     // One syslog entry per message; the trailing newline is syslog's business.
     syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size() - 1), line.c_str());
-  } else {
-    write_fully(STDERR_FILENO, line);
+    return;
   }
+  if (!g_stderr_cut.load(std::memory_order_relaxed)) {
+    const size_t done = write_fully(STDERR_FILENO, line);
+    g_stderr_cut.store(done != 0 && done != line.size(), std::memory_order_relaxed);
+    return;
+  }
+  // Ends the cut line first, in the same write, so that this one starts a line of its own.
+  const std::string text = "\n" + line;
+  const size_t done = write_fully(STDERR_FILENO, text);
+  g_stderr_cut.store(done != 1 && done != text.size(), std::memory_order_relaxed);
 }
 
 struct Entry {
@@ -206,7 +219,7 @@ Logger& logger() {
 
 }  // namespace
 
-void write_fully(int fd, std::string_view text) {
+size_t write_fully(int fd, std::string_view text) {
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
@@ -216,11 +229,12 @@ void write_fully(int fd, std::string_view text) {
       continue;
     } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       pollfd p{fd, POLLOUT, 0};
-      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return done;
     } else {
-      return;
+      return done;
     }
   }
+  return done;
 }
 
 void init(bool to_syslog, bool debug) {

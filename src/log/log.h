@@ -41,7 +41,8 @@ uint64_t dropped_lines();
 // Writes all of `text` to `fd`: retries after EINTR and short writes, waits (poll) while a
 // non-blocking descriptor is full, gives up on any other error (a broken stdout or stderr must not
 // stop the proxy, and there is nowhere to report it). Callers serialize their own writers.
-void write_fully(int fd, std::string_view text);
+// Returns how many bytes were written (less than all of `text` after an error).
+size_t write_fully(int fd, std::string_view text);
 
 // printf-style message at `level`. Debug messages are written only with -d.
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

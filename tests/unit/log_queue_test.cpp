@@ -2,6 +2,8 @@
 // not fit are dropped, counted, and reported in order once the sink drains.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -137,6 +139,48 @@ TEST(LogQueue, FlushGivesUpOnASinkThatTakesNothingThenCompletesOnceItDrains) {
   EXPECT_EQ(out.find(kReport), std::string::npos);  // nothing was dropped
   EXPECT_TRUE(flush());
   shutdown();
+}
+
+// A sink that fails part way through a line (a full disk: a short write, then ENOSPC) leaves that
+// line cut short; the next line, once the sink takes lines again, must start a line of its own,
+// not be glued onto the cut one (before: "conn client=... group=0 chanconn client=...").
+// RLIMIT_FSIZE stands in for the full disk: the write past it is cut short, the next fails (EFBIG).
+TEST(LogQueue, ALineCutShortByAFailingSinkDoesNotSwallowTheNextOne) {
+  char path[] = "/tmp/balance-log-cut-XXXXXX";
+  const int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(file, STDERR_FILENO);
+  struct sigaction ignore {}, old_action {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ignore, &old_action);
+  rlimit old_limit{};
+  ::getrlimit(RLIMIT_FSIZE, &old_limit);
+  init(false, false);
+
+  write(Level::Info, "first");
+  ASSERT_TRUE(flush());
+  rlimit limit = old_limit;
+  limit.rlim_cur = 6 + 10;  // "first\n" and 10 bytes of the next line
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  write(Level::Info, "cut short by the full sink");
+  write(Level::Info, "lost to the full sink");
+  ASSERT_TRUE(flush());
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);  // the space is back
+  write(Level::Info, "after");
+  ASSERT_TRUE(flush());
+  shutdown();
+
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::sigaction(SIGXFSZ, &old_action, nullptr);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::pread(file, buf, sizeof buf, static_cast<off_t>(out.size()))) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(file);
+  EXPECT_EQ(out, "first\ncut short \nafter\n");
 }
 
 TEST(LogQueue, DirectBeforeInitAndAfterShutdown) {
