@@ -2,18 +2,11 @@
 
 #include "log/log.h"
 
-#include <unistd.h>
-
-#include <mutex>
-
 namespace balance::log {
 
 namespace {
 
 constexpr size_t kWrapColumns = 80;  // a line break once a line has more columns than this
-
-std::mutex g_stdout_mutex;
-
 
 }  // namespace
 
@@ -51,10 +44,6 @@ std::string format_dump(Direction dir, const unsigned char* data, size_t len) {
   return out;
 }
 
-void dump(Direction dir, const unsigned char* data, size_t len) {
-  const std::string text = format_dump(dir, data, len);
-  std::lock_guard<std::mutex> lock(g_stdout_mutex);
-  write_fully(STDOUT_FILENO, text);
-}
+void dump(Direction dir, const unsigned char* data, size_t len) { write_stdout(format_dump(dir, data, len)); }
 
 }  // namespace balance::log

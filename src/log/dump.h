@@ -12,7 +12,7 @@ enum class Direction { FromClient, FromServer };
 // Formats one block exactly as the classic tool printed it (pure).
 std::string format_dump(Direction dir, const unsigned char* data, size_t len);
 
-// Writes format_dump() to stdout as one write, serialized across threads.
+// Writes format_dump() to stdout in one piece (log::write_stdout()), serialized across threads.
 void dump(Direction dir, const unsigned char* data, size_t len);
 
 }  // namespace balance::log

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -63,12 +64,26 @@ std::string format_line(const char* fmt, va_list args) {
 // logger, or a direct writer under g_mutex when there is none).
 std::atomic<bool> g_stderr_cut{false};
 
+// Serializes writes to stdout (write_stdout()), and the log's writes to stderr with them when
+// both are the same file (g_stderr_is_stdout): on one pipe, a dump block larger than PIPE_BUF
+// goes in pieces, and a log line written meanwhile would land inside it. Where they differ, the
+// log never waits for stdout's reader (nor the dump for the log's).
+std::mutex g_stdout_mutex;
+std::atomic<bool> g_stderr_is_stdout{false};
+
+bool same_file(int a, int b) {
+  struct stat sa, sb;
+  return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 void emit(Level level, const std::string& line) {
   if (g_syslog.load(std::memory_order_relaxed)) {
     // One syslog entry per message; the trailing newline is syslog's business.
     syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size() - 1), line.c_str());
     return;
   }
+  std::unique_lock<std::mutex> shared_sink;
+  if (g_stderr_is_stdout.load(std::memory_order_relaxed)) shared_sink = std::unique_lock<std::mutex>(g_stdout_mutex);
   if (!g_stderr_cut.load(std::memory_order_relaxed)) {
     const size_t done = write_fully(STDERR_FILENO, line);
     g_stderr_cut.store(done != 0 && done != line.size(), std::memory_order_relaxed);
@@ -237,7 +252,13 @@ size_t write_fully(int fd, std::string_view text) {
   return done;
 }
 
+void write_stdout(std::string_view text) {
+  std::lock_guard<std::mutex> lock(g_stdout_mutex);
+  write_fully(STDOUT_FILENO, text);
+}
+
 void init(bool to_syslog, bool debug) {
+  g_stderr_is_stdout.store(same_file(STDOUT_FILENO, STDERR_FILENO), std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     g_debug.store(debug, std::memory_order_relaxed);

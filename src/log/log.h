@@ -21,8 +21,9 @@ enum class Level { Error, Warning, Notice, Info, Debug };
 // How much queued text (plus a small per-line overhead) write() holds before dropping lines.
 inline constexpr size_t kQueueBytes = size_t{1} << 20;
 
-// Call at start, after any fork (daemonizing): starts the logger thread. `to_syslog` switches
-// messages to syslog (after daemonizing). Calling it again changes the settings only.
+// Call at start, after any fork (daemonizing), with the standard descriptors in place: starts the
+// logger thread. `to_syslog` switches messages to syslog (after daemonizing). Calling it again
+// changes the settings only (and looks again whether stderr is stdout).
 void init(bool to_syslog, bool debug);
 bool debug_enabled();
 
@@ -43,6 +44,11 @@ uint64_t dropped_lines();
 // stop the proxy, and there is nowhere to report it). Callers serialize their own writers.
 // Returns how many bytes were written (less than all of `text` after an error).
 size_t write_fully(int fd, std::string_view text);
+
+// Writes all of `text` to stdout (write_fully()) as one piece: never mixed with another piece
+// written by this function, nor, when stdout and stderr are the same file or pipe (`2>&1`), with a
+// log line (a write to a pipe larger than PIPE_BUF is not atomic). For the -p dump.
+void write_stdout(std::string_view text);
 
 // printf-style message at `level`. Debug messages are written only with -d.
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

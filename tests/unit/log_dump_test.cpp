@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -231,6 +232,57 @@ TEST(DumpWrite, ConcurrentBlocksNeverInterleave) {
     ASSERT_TRUE(matched) << "interleaved output at byte " << pos;
   }
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(seen[t], kBlocks);
+}
+
+TEST(DumpWrite, LogLinesNeverLandInsideABlockWhenStderrIsStdout) {
+  // `balance -fpd ... 2>&1 | less`: stdout and stderr are one pipe, where a write larger than
+  // PIPE_BUF is not atomic. A log line (here from the logger thread) must come between dump
+  // blocks, never inside one (before: "...\B3B\D9\CE\BCW\C5\client 127.0.0.1:58366: trying ...").
+  const std::string payload(20000, '\x01');  // a block of 60,000 bytes, far over PIPE_BUF
+  const std::string block = dump_of(Direction::FromServer, payload);
+  constexpr int kBlocks = 200;  // 12 MB
+  constexpr int kMaxLines = 1000000;
+  FdCapture cap(STDOUT_FILENO);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ::dup2(STDOUT_FILENO, STDERR_FILENO);
+  init(false, false);  // (at start, with the descriptors as they are then)
+  std::atomic<bool> dumped{false};
+  std::thread dumper([&] {
+    const auto* p = reinterpret_cast<const unsigned char*>(payload.data());
+    for (int i = 0; i < kBlocks; ++i) dump(Direction::FromServer, p, payload.size());
+    dumped = true;
+  });
+  int logged = 0;  // one line at a time, for as long as the dump goes on (no line dropped)
+  for (; logged < kMaxLines && !dumped; ++logged) {
+    write(Level::Notice, "log line %d", logged);
+    if (!flush()) {
+      ADD_FAILURE() << "the logger is stuck";
+      break;
+    }
+  }
+  dumper.join();
+  ASSERT_TRUE(flush());
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  init(false, false);
+  const std::string out = cap.finish();
+  int blocks = 0;
+  int lines = 0;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    if (out.compare(pos, block.size(), block) == 0) {
+      pos += block.size();
+      ++blocks;
+      continue;
+    }
+    const std::string line = "log line " + std::to_string(lines) + "\n";
+    ASSERT_EQ(out.compare(pos, line.size(), line), 0) << "a log line inside a dump block, at byte " << pos << ": "
+                                                      << out.substr(pos, 60);
+    pos += line.size();
+    ++lines;
+  }
+  EXPECT_EQ(blocks, kBlocks);
+  EXPECT_EQ(lines, logged);
 }
 
 TEST(LogWrite, ForegroundLinesOnStderr) {
