@@ -59,11 +59,6 @@ std::string format_line(const char* fmt, va_list args) {
   return line;
 }
 
-// The last line on stderr was cut short: a write failed part way through it (a full disk), and
-// the next line written must not be glued onto it. Written only by one thread at a time (the
-// logger, or a direct writer under g_mutex when there is none).
-std::atomic<bool> g_stderr_cut{false};
-
 // Serializes writes to stdout (write_stdout()), and the log's writes to stderr with them when
 // both are the same file (g_stderr_is_stdout): on one pipe, a dump block larger than PIPE_BUF
 // goes in pieces, and a log line written meanwhile would land inside it. Where they differ, the
@@ -76,23 +71,39 @@ bool same_file(int a, int b) {
   return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+// The last line on stderr (stdout) was cut short: a write failed part way through it (a full
+// disk), and the next line written must not be glued onto it. Each is written by one thread at a
+// time: stderr's by the logger, or a direct writer under g_mutex when there is none; stdout's
+// under g_stdout_mutex (stderr's too, when it is stdout: then stdout's flag serves both).
+std::atomic<bool> g_stderr_cut{false};
+std::atomic<bool> g_stdout_cut{false};
+
+// write_fully() of `text`, which ends in a newline, on a line of its own: after a cut line, the
+// same write first ends that one.
+void write_whole_lines(int fd, std::string_view text, std::atomic<bool>& cut) {
+  if (!cut.load(std::memory_order_relaxed)) {
+    const size_t done = write_fully(fd, text);
+    cut.store(done != 0 && done != text.size(), std::memory_order_relaxed);
+    return;
+  }
+  std::string ended = "\n";
+  ended += text;
+  const size_t done = write_fully(fd, ended);
+  cut.store(done != 1 && done != ended.size(), std::memory_order_relaxed);
+}
+
 void emit(Level level, const std::string& line) {
   if (g_syslog.load(std::memory_order_relaxed)) {
     // One syslog entry per message; the trailing newline is syslog's business.
     syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size() - 1), line.c_str());
     return;
   }
-  std::unique_lock<std::mutex> shared_sink;
-  if (g_stderr_is_stdout.load(std::memory_order_relaxed)) shared_sink = std::unique_lock<std::mutex>(g_stdout_mutex);
-  if (!g_stderr_cut.load(std::memory_order_relaxed)) {
-    const size_t done = write_fully(STDERR_FILENO, line);
-    g_stderr_cut.store(done != 0 && done != line.size(), std::memory_order_relaxed);
+  if (!g_stderr_is_stdout.load(std::memory_order_relaxed)) {
+    write_whole_lines(STDERR_FILENO, line, g_stderr_cut);
     return;
   }
-  // Ends the cut line first, in the same write, so that this one starts a line of its own.
-  const std::string text = "\n" + line;
-  const size_t done = write_fully(STDERR_FILENO, text);
-  g_stderr_cut.store(done != 1 && done != text.size(), std::memory_order_relaxed);
+  std::lock_guard<std::mutex> shared_sink(g_stdout_mutex);
+  write_whole_lines(STDERR_FILENO, line, g_stdout_cut);
 }
 
 struct Entry {
@@ -254,7 +265,7 @@ size_t write_fully(int fd, std::string_view text) {
 
 void write_stdout(std::string_view text) {
   std::lock_guard<std::mutex> lock(g_stdout_mutex);
-  write_fully(STDOUT_FILENO, text);
+  write_whole_lines(STDOUT_FILENO, text, g_stdout_cut);
 }
 
 void init(bool to_syslog, bool debug) {

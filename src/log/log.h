@@ -47,7 +47,8 @@ size_t write_fully(int fd, std::string_view text);
 
 // Writes all of `text` to stdout (write_fully()) as one piece: never mixed with another piece
 // written by this function, nor, when stdout and stderr are the same file or pipe (`2>&1`), with a
-// log line (a write to a pipe larger than PIPE_BUF is not atomic). For the -p dump.
+// log line (a write to a pipe larger than PIPE_BUF is not atomic). `text` ends in a newline; after
+// a piece cut short by a failed write (a full disk), the next starts with one. For the -p dump.
 void write_stdout(std::string_view text);
 
 // printf-style message at `level`. Debug messages are written only with -d.
