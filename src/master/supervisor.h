@@ -20,7 +20,7 @@ enum class Event {
 };
 
 // Signals that would end the process by default but mean nothing to balance (SIGPIPE, SIGUSR1,
-// SIGALRM..., SIGSTKFLT, the real-time ones): ignored from the start, so that a stray one cannot
+// SIGALRM..., SIGSTKFLT, SIGXFSZ, the real-time ones): ignored from the start, so that a stray one cannot
 // cut every connection and leave the control segment behind.
 void ignore_stray_signals();
 

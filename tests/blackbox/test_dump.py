@@ -2,6 +2,8 @@
 
 import socket
 
+import pytest
+
 import harness as h
 
 
@@ -90,3 +92,24 @@ def test_end_of_stream_is_dumped_when_the_fin_comes_with_the_data(start_balance,
     # The two directions' blocks interleave as the bytes happen to arrive; each must be there.
     assert [got.count(b) for b in blocks] == [rounds] * 4, got
     assert len(got) == size, got
+
+
+def test_a_dump_past_the_file_size_limit_does_not_stop_the_proxy(start_balance, backends):
+    """stdout a file that reaches the process's file size limit (`ulimit -f`, systemd's
+    LimitFSIZE=): the dump stops growing, the connections go on being served. Before, the first
+    write past the limit raised SIGXFSZ, whose default action killed balance and every
+    connection with it (as a full disk does not: there the write just fails)."""
+    resource = pytest.importorskip("resource")
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    bal = start_balance(port, [srv.address], flags="-fp")
+    resource.prlimit(bal.pid, resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+    for i in range(5):
+        with h.connect(port) as c:
+            payload = b"%d" % i * 3000
+            c.sendall(payload)
+            assert h.recv_exact(c, len(payload)) == payload, f"connection {i}"
+            c.shutdown(socket.SHUT_WR)
+            assert h.recv_until_eof(c) == b""
+    assert bal.alive(), f"balance exited with {bal.proc.poll()}"
+    assert len(bal.stdout_bytes()) == 4096
