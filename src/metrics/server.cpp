@@ -1,5 +1,6 @@
 #include "metrics/server.h"
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -328,6 +329,9 @@ struct Server::Impl {
   int listen_fd;  // this process's descriptor of the listening socket; -1 once it stopped accepting
   uint16_t port;
   int wake_fd = -1;  // eventfd: stop accepting
+  // A descriptor (/dev/null) given up to accept a scrape when the process is out of them: the
+  // numbers are worth reading most when balance runs out. The serving job takes it back.
+  std::atomic<int> spare{-1};
   std::unique_ptr<BoundedPool> pool;
   std::thread thread;
 
@@ -335,10 +339,13 @@ struct Server::Impl {
   ~Impl() {
     if (listen_fd >= 0) ::close(listen_fd);
     if (wake_fd >= 0) ::close(wake_fd);
+    if (spare >= 0) ::close(spare);
   }
   void routes();
   bool run(Failure& failure);
   void accept_loop();
+  int accept_with_spare();
+  void take_spare_back();
   // Waits up to `ms` for the wake-up; true if it came.
   bool woken(int ms) const {
     pollfd p{wake_fd, POLLIN, 0};
@@ -396,14 +403,49 @@ void Server::Impl::accept_loop() {
       return;
     }
     if ((p[0].revents & POLLIN) == 0) continue;
-    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);  // blocking, as the stream expects
+    take_spare_back();  // if a scrape gave it up and could not take it back
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);  // blocking, as the stream expects
+    bool spent_spare = false;
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      fd = accept_with_spare();
+      spent_spare = fd >= 0;
+    }
     if (fd >= 0) {
-      if (!pool->push([this, fd] { http.serve(fd); })) ::close(fd);  // stopping
+      const bool queued = pool->push([this, fd, spent_spare] {
+        http.serve(fd);
+        if (spent_spare) take_spare_back();
+      });
+      if (!queued) ::close(fd);  // stopping
     } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
       if (woken(100)) return;  // the client waits in the backlog meanwhile
     }
     // EAGAIN: the other master of an upgrade took the client; ECONNABORTED: it gave up.
   }
+}
+
+// Out of descriptors: accepts with the spare's; -1 (with errno) when there is no spare or the
+// client is gone.
+int Server::Impl::accept_with_spare() {
+  const int s = spare.exchange(-1);
+  if (s < 0) {
+    errno = EMFILE;
+    return -1;
+  }
+  ::close(s);
+  const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    take_spare_back();
+    errno = err;
+  }
+  return fd;
+}
+
+void Server::Impl::take_spare_back() {
+  if (spare.load(std::memory_order_relaxed) >= 0) return;
+  const int s = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (s < 0) return;  // not now: the next accept tries again
+  if (const int old = spare.exchange(s); old >= 0) ::close(old);
 }
 
 bool Server::Impl::run(Failure& failure) {
@@ -412,6 +454,7 @@ bool Server::Impl::run(Failure& failure) {
     failure = {kExitOsErr, std::string("cannot serve --metrics: ") + std::strerror(errno) + ", exiting."};
     return false;
   }
+  take_spare_back();
   routes();
   const BlockSignals blocked;  // the listening thread and the pool inherit the mask
   pool = std::make_unique<BoundedPool>(kPoolThreads);
