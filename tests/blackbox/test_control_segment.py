@@ -166,7 +166,11 @@ def test_truncated_segment_crashes_nobody(inst, size):
     assert os.stat(inst.path).st_size == TABLE_SIZE
     result = inst.ctl("show")
     assert result.rc == 0 and [r["state"] for r in h.parse_show(result.stdout)] == ["ENA"] * 3, result
-    assert [h.ask_name(inst.port) for _ in range(4)] == ["b1", "b2", "b1", "b2"]
+    # Round robin over the table written anew. The client above may have been served from it
+    # already (the master can write it before that client's worker reads its group), which
+    # moved the cursor on: either phase is right.
+    names = [h.ask_name(inst.port) for _ in range(4)]
+    assert names in (["b1", "b2", "b1", "b2"], ["b2", "b1", "b2", "b1"]), names
 
 
 def test_counts_out_of_range_crash_neither_client_nor_master(inst):
