@@ -52,8 +52,11 @@ Session::~Session() {
 // way is known the moment the connect completes.
 void Session::start() {
   if (!loop_.add(client_.fd.get(), kStreamEvents, client_watch_)) {
+    // A resource of this host, as when the client is shed at the descriptor limit: accepted,
+    // and closed without a channel, so refused.
     log::write(log::Level::Warning, "cannot watch a client socket: %s", std::strerror(errno));
-    close(EndReason::Shutdown);
+    worker_.shared().table.header.refused_total.fetch_add(1, std::memory_order_relaxed);
+    close(EndReason::NoChannel);
     return;
   }
   try_next_channel();

@@ -1,6 +1,7 @@
 // A real Worker (its event loop thread, acceptor and sessions) relaying between real loopback
 // sockets, and the state of the socket it opened to the server afterwards.
 #include "net/worker.h"
+#include "net/session.h"
 #include "net_test_util.h"
 
 #include <dirent.h>
@@ -11,7 +12,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +40,18 @@ class OneWorker {
     worker_->start();
   }
   ~OneWorker() { worker_->stop_and_join(); }
+
+  core::Table& table() { return *table_; }
+
+  // Runs `task` on the worker's loop thread and waits until it has run.
+  void on_loop(std::function<void(Worker&)> task) {
+    std::promise<void> ran;
+    worker_->loop().post([&] {
+      task(*worker_);
+      ran.set_value();
+    });
+    ran.get_future().wait();
+  }
 
   static constexpr int kBacklog = 256;  // the listener's (and a test's backend's) accept queue
   sockaddr_in address{};                // where clients connect
@@ -117,6 +132,27 @@ TEST(Session, ServerSocketQuickAcksOnceTheFirstReplyIsRead) {
 // one wake-up's batch (64) and the worker accepts only as many as the queue's length says: the
 // listener is level-triggered, so what is left is reported again. Each accepted client costs a
 // connect to the backend, which counts them.
+// A client the loop cannot watch (epoll_ctl refuses it: out of memory, or at
+// fs.epoll.max_user_watches) is closed without a channel: it counts as refused, as every
+// accepted client that no channel took does, and no channel is tried or charged.
+TEST(Session, AClientTheLoopCannotWatchCountsAsRefused) {
+  sockaddr_in backend_address{};
+  const Fd backend = listen_on_loopback(backend_address, SOCK_NONBLOCK, 1);
+  OneWorker w(endpoint_of(backend_address));
+  w.on_loop([](Worker& worker) {
+    // epoll refuses /dev/null (EPERM) as it would refuse a socket when out of watches.
+    auto session = std::make_unique<Session>(worker, Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                             *core::Endpoint::from_numeric("127.0.0.1", 40000));
+    Session& s = *session;
+    worker.adopt(std::move(session));
+    s.start();
+  });
+  const core::Table& t = w.table();
+  EXPECT_EQ(t.header.refused_total.load(), 1u);
+  EXPECT_EQ(t.groups[0].channels[0].totalc.load(), 0u);
+  EXPECT_EQ(t.groups[0].channels[0].c.load(), 0u);
+}
+
 TEST(Acceptor, AcceptsAQueueLongerThanOneBatch) {
   constexpr int kClients = 150;
   sockaddr_in backend_addr{};
