@@ -175,11 +175,25 @@ AB_PEERS = ["balance-b"]
 
 
 def rotation(names, rnd):
-    """The order of the contenders in round `rnd` (from 1): A B C, then B C A, then C A B... so
-    that no contender always runs right after the same other one (the TIME_WAIT sockets of the
-    runs before, and what the machine is doing, then differ by position, not by contender)."""
-    k = (rnd - 1) % len(names)
-    return names[k:] + names[:k]
+    """The order of the contenders in round `rnd` (from 1): the rows of a Williams design, a
+    Latin square in which each contender also runs right after each other one equally often.
+
+    Row i is i, i+1, i-1, i+2, i-2, ... (mod n): over n rounds every contender takes every
+    position once and, for an even n, runs right after every other one exactly once; for an odd
+    n, rounds n+1..2n are the same rows reversed, and over 2n rounds each contender runs right
+    after each other one exactly twice. So no contender always inherits the TIME_WAIT sockets
+    and after-effects of the same predecessor (a plain cyclic shift, A B C then B C A, keeps
+    every predecessor: B after A in every round where B is not first)."""
+    n = len(names)
+    first, step = [0], 1
+    while len(first) < n:
+        first.append(step)
+        if len(first) < n:
+            first.append(n - step)
+        step += 1
+    r = (rnd - 1) % (n if n % 2 == 0 else 2 * n)
+    order = [names[(i + r % n) % n] for i in first]
+    return order if r < n else order[::-1]
 
 
 def start(reg, name, workdir, port, backends, opts):

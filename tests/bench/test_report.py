@@ -95,14 +95,39 @@ def test_a_failed_run_is_marked_in_its_cell_and_decides_no_goal():
     assert row(text, "new connections/s")[4] == "1.17 (vs nginx)"
 
 
-def test_each_round_starts_with_the_next_contender():
+def _predecessors(orders):
+    pairs = {}
+    for order in orders:
+        for before, after in zip(order, order[1:]):
+            pairs[(before, after)] = pairs.get((before, after), 0) + 1
+    return pairs
+
+
+def test_the_rotation_varies_positions_and_predecessors():
     from benchlib import contenders
     names = ["direct", "haproxy", "nginx", "pen", "balance"]
-    orders = [contenders.rotation(names, rnd) for rnd in range(1, 7)]
-    assert orders[0] == names
-    assert orders[1] == ["haproxy", "nginx", "pen", "balance", "direct"]
-    assert orders[5] == names  # after as many rounds as contenders, the same again
+    orders = [contenders.rotation(names, rnd) for rnd in range(1, 11)]
     assert all(sorted(o) == sorted(names) for o in orders)
+    assert orders[0] == ["direct", "haproxy", "balance", "nginx", "pen"]
+    # Over n rounds each contender takes every position once (rounds n+1..2n too).
+    for block in (orders[:5], orders[5:]):
+        for pos in range(5):
+            assert sorted(o[pos] for o in block) == sorted(names)
+    # Over 2n rounds (n odd) each contender runs right after each other one exactly twice...
+    pairs = _predecessors(orders)
+    assert len(pairs) == 5 * 4 and set(pairs.values()) == {2}
+    # ...and in the default 3 rounds none has the same predecessor every time (a cyclic shift
+    # put balance right after pen in all of them).
+    for name in names:
+        before = [o[o.index(name) - 1] for o in orders[:3] if o.index(name) > 0]
+        assert len(set(before)) > 1, (name, before)
+    assert contenders.rotation(names, 11) == orders[0]  # then the same again
+    # An even number of contenders: every ordered pair once in n rounds.
+    four = ["a", "b", "c", "d"]
+    pairs = _predecessors([contenders.rotation(four, rnd) for rnd in range(1, 5)])
+    assert len(pairs) == 4 * 3 and set(pairs.values()) == {1}
+    assert [contenders.rotation(["balance", "balance-b"], rnd) for rnd in (1, 2, 3)] == [
+        ["balance", "balance-b"], ["balance-b", "balance"], ["balance", "balance-b"]]
 
 
 def test_holding_connections_passes_only_if_every_round_did():
