@@ -71,9 +71,13 @@ def _hold_cell(results, c, p99):
 PREALLOCATED_KIB = 0.1  # below this, a proxy's memory did not grow: it preallocated its table
 
 
-def _best_peer(key, row_med, better, names):
+def _peer_names(names):
     # The other proxies; another build of balance only in an A/B run without them.
-    peer_names = [c for c in contenders.PEERS if c in names] or [c for c in contenders.AB_PEERS if c in names]
+    return [c for c in contenders.PEERS if c in names] or [c for c in contenders.AB_PEERS if c in names]
+
+
+def _best_peer(key, row_med, better, names):
+    peer_names = _peer_names(names)
     peers = [(v, c) for c, v in row_med.items() if c in peer_names
              and v is not None and not (key == "mem_kib" and v < PREALLOCATED_KIB)]
     if not peers:
@@ -135,7 +139,10 @@ def table(results, names, sizes, only):
         rounds = _round_ratios(results, key, better, names)
         if ratio is not None and len(rounds) > 1:
             ratio_cell += f"; rounds {min(rounds):.2f}-{max(rounds):.2f}"
-        failed = any(errors.get((WORKLOAD_OF[key], c)) for c in ("balance", best_name))
+        # Not judged either when a peer failed every run: it has no number, so the best peer is
+        # only the best of the others, which it might have beaten.
+        failed = any(errors.get((WORKLOAD_OF[key], c)) for c in ("balance", best_name)) or any(
+            row[c] is None and errors.get((WORKLOAD_OF[key], c)) for c in _peer_names(names))
         goal_text, met = _goal(goal, ratio, bal, hold_ok, failed)
         lines.append("| " + " | ".join([label.format(**sizes), *cells, ratio_cell, goal_text,
                                          met]) + " |")

@@ -158,3 +158,21 @@ def test_the_spread_table_gives_min_max_and_the_count_of_rounds():
     text = report.spread_table(results, ["pen", "balance"], {"conn"})
     cells = row(text, "conn_rate")
     assert cells[1:] == ["5.2k - 7.7k (3)", "-"]
+
+
+def test_a_peer_that_failed_every_run_leaves_the_goal_undecided():
+    # haproxy did not start (or every run of it failed): the best of nginx and pen is not the
+    # best peer, and 1.4x against them says nothing about the goal.
+    results = [conn_run(1, "haproxy", None, error="not running: haproxy did not start"),
+               conn_run(1, "nginx", 5000, cpu=150), conn_run(1, "balance", 7000, cpu=100)]
+    text, errors = report.table(results, ["haproxy", "nginx", "balance"], SIZES, {"conn"})
+    assert errors == {("conn", "haproxy"): ["round 1: not running: haproxy did not start"]}
+    cells = row(text, "new connections/s")
+    assert cells[1] == "- (!)"
+    assert cells[4] == "1.40 (vs nginx)"
+    assert cells[5:] == [">= 1.2x", "-"]
+    assert row(text, "proxy CPU per connection")[5:] == ["<= 0.8x", "-"]
+    # A peer with no number and no failed run (not run for this row) is no reason.
+    results = [conn_run(1, "nginx", 5000, cpu=150), conn_run(1, "balance", 7000, cpu=100)]
+    text, _ = report.table(results, ["direct", "haproxy", "nginx", "balance"], SIZES, {"conn"})
+    assert row(text, "new connections/s")[6:] == [">= 1.2x", "yes"]
