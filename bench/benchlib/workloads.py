@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from . import holder, procs
+from . import contenders, holder, procs
 
 FULL = {"ab_n": 20000, "ab_c": 32, "wrk_c": 50, "wrk_d": 10, "iperf_t": 10,
         "mem_warm": 100, "mem_n": 2000, "hold_n": 9000, "hold_probes": 200, "hold_s": 5.0}
@@ -51,6 +51,31 @@ def _ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def parse_ab(out):
+    """ab's summary: {"done", "failed", "rate", "body"}, None where a line is missing.
+
+    failed counts ab's failed requests, its write errors and its non-2xx answers; body is the
+    bytes of documents received ("HTML transferred")."""
+    failed = sum(_num(pattern, out, int) or 0 for pattern in (
+        r"^Failed requests:\s+(\d+)", r"^Write errors:\s+(\d+)", r"^Non-2xx responses:\s+(\d+)"))
+    return {"done": _num(r"^Complete requests:\s+(\d+)", out, int), "failed": failed,
+            "rate": _num(r"^Requests per second:\s+([\d.]+)", out),
+            "body": _num(r"^HTML transferred:\s+(\d+) bytes", out, int)}
+
+
+def ab_error(rc, ab, doc_len):
+    """Why an ab run counts for nothing, or None. ab judges a response by the length of the first
+    one: when that one was a close without an answer (a proxy that could not reach a backend),
+    every such close is a "complete request" that failed nothing, at a rate no proxy reaches, so
+    the bytes of documents received must be a whole document per completed request."""
+    if rc != 0 or ab["rate"] is None or not ab["done"] or ab["failed"]:
+        return f"ab rc={rc}, failed={ab['failed']}"
+    if ab["body"] != ab["done"] * doc_len:
+        return (f"ab: {ab['body']} bytes of documents for {ab['done']} requests "
+                f"of {doc_len} bytes (closes without an answer)")
+    return None
+
+
 def conn(ctx, running):
     """New connections/s with ab (one exchange per connection), and the proxy's CPU per one."""
     s = ctx.sizes
@@ -62,17 +87,16 @@ def conn(ctx, running):
                                     str(s["ab_c"]), url], timeout=120)
     cpu1 = procs.session_cpu_seconds(running.sid) if running.sid else None
     segs1 = procs.tcp_segments_sent()
-    done = _num(r"^Complete requests:\s+(\d+)", out, int)
-    failed = (_num(r"^Failed requests:\s+(\d+)", out, int) or 0) + \
-        (_num(r"^Non-2xx responses:\s+(\d+)", out, int) or 0)
-    rate = _num(r"^Requests per second:\s+([\d.]+)", out)
-    res = {"conn_rate": rate, "conn_failed": failed}
+    ab = parse_ab(out)
+    done = ab["done"]
+    res = {"conn_rate": ab["rate"], "conn_failed": ab["failed"]}
     if running.sid and done:
         res["cpu_us"] = (cpu1 - cpu0) * 1e6 / done
     if done:  # the machine's count: other traffic on it during the run would show here too
         res["conn_segs"] = (segs1 - segs0) / done
-    if rc != 0 or rate is None or failed:
-        res["error"] = f"ab rc={rc}, failed={failed}"
+    error = ab_error(rc, ab, len(contenders.BODY.encode()))
+    if error:
+        res["error"] = error
     return res
 
 
