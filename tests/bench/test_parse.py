@@ -105,3 +105,74 @@ def test_ab_closes_without_an_answer_fail_the_run_though_ab_fails_none():
     # One document short is enough.
     ab = workloads.parse_ab(AB_OK.replace("313500 bytes", "312873 bytes"))
     assert workloads.ab_error(0, ab, DOC)
+
+
+WRK_OK = """\
+Running 1s test @ http://127.0.0.1:24945/index.html
+  1 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.01ms    1.28ms   9.49ms   85.03%
+    Req/Sec    15.30k     2.75k   19.43k    70.00%
+  Latency Distribution
+     50%  355.00us
+     75%    0.96ms
+     90%    3.07ms
+     99%    5.33ms
+  15176 requests in 1.00s, 12.52MB read
+Requests/sec:  15148.48
+Transfer/sec:     12.50MB
+"""
+
+# wrk against a server that closes every connection without answering.
+WRK_CLOSED = """\
+Running 1s test @ http://127.0.0.1:23431/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     0.00us    0.00us   0.00us    -nan%
+    Req/Sec     0.00      0.00     0.00      -nan%
+  Latency Distribution
+     50%    0.00us
+     75%    0.00us
+     90%    0.00us
+     99%    0.00us
+  0 requests in 1.02s, 0.00B read
+  Socket errors: connect 0, read 3746, write 0, timeout 0
+Requests/sec:      0.00
+Transfer/sec:       0.00B
+"""
+
+
+def test_wrk_rate_and_p99_in_every_unit():
+    assert workloads.parse_wrk(WRK_OK) == {"rps": 15148.48, "p99_ms": 5.33, "errors": 0}
+    for line, ms in (("99%  355.00us", 0.355), ("99%    1.20s", 1200.0), ("99%   12.00ms", 12.0)):
+        out = WRK_OK.replace("99%    5.33ms", line)
+        assert abs(workloads.parse_wrk(out)["p99_ms"] - ms) < 1e-9, line
+    # the 50 % line in us is not taken for the 99 % one
+    assert workloads.parse_wrk(WRK_OK.replace("     99%    5.33ms\n", ""))["p99_ms"] is None
+
+
+def _keepalive(out, rc=0):
+    class Ctx:
+        sizes = {"wrk_c": 10, "wrk_d": 1}
+        profiler = None
+
+        def client(self, name, argv, timeout):
+            return rc, out
+
+    class Running:
+        name, port = "pen", 1
+    return workloads.keepalive(Ctx(), Running())
+
+
+def test_wrk_errors_refusals_and_a_missing_p99_fail_the_run():
+    assert "error" not in _keepalive(WRK_OK)
+    res = _keepalive(WRK_CLOSED)
+    assert res["ka_errors"] == 3746 and res["error"].startswith("wrk rc=0, errors=3746")
+    non_2xx = "  Non-2xx or 3xx responses: 7\nRequests/sec:"
+    res = _keepalive(WRK_OK.replace("Requests/sec:", non_2xx))
+    assert res["ka_errors"] == 7 and "error" in res
+    # wrk exits 0 when it cannot connect at all, and prints no numbers
+    res = _keepalive("unable to connect to 127.0.0.1:23422 Connection refused\n")
+    assert res["ka_rps"] is None and "no rate or p99" in res["error"]
+    res = _keepalive(WRK_OK.replace("     99%    5.33ms\n", ""))
+    assert res["ka_rps"] == 15148.48 and "no rate or p99" in res["error"]
