@@ -112,13 +112,20 @@ def _version(pkg):
 
 
 def machine_facts(balance, repo):
-    """What the table depends on: CPUs, kernel, versions of everything measured."""
+    """What the table depends on: CPUs, kernel, versions of everything measured (balance: its
+    binary, or None when it is not in the rotation)."""
     model = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    facts = {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+             "debian": open("/etc/debian_version").read().strip()}
+    versions = {pkg: _version(pkg) for pkg in ("haproxy", "nginx", "libnginx-mod-stream", "pen",
+                                               "apache2-utils", "wrk", "iperf3")}
+    if balance is None:  # not in the rotation
+        return {**facts, "balance": "not run", **versions}
     ver = subprocess.run([balance, "--version"], capture_output=True, text=True).stdout.strip()
     if balance == os.path.join(repo, "build", "balance"):
         rev = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"],
@@ -126,10 +133,4 @@ def machine_facts(balance, repo):
         where = f"tree {rev or 'not a git checkout'}"
     else:
         where = balance
-    return {
-        "nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-        "debian": open("/etc/debian_version").read().strip(),
-        "balance": f"{ver or '?'} ({where})",
-        **{pkg: _version(pkg) for pkg in ("haproxy", "nginx", "libnginx-mod-stream", "pen",
-                                          "apache2-utils", "wrk", "iperf3")},
-    }
+    return {**facts, "balance": f"{ver or '?'} ({where})", **versions}
