@@ -135,7 +135,8 @@ stream {{
 {servers}
   }}
   server {{
-    listen 127.0.0.1:{port};
+    # reuseport: a listening socket per worker, as balance has one per thread (and its backlog)
+    listen 127.0.0.1:{port} reuseport backlog=4096;
     proxy_pass be;
   }}
 }}
