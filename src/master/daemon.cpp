@@ -1,12 +1,16 @@
 #include "master/daemon.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace balance::master {
 namespace {
@@ -34,6 +38,30 @@ void redirect_std_streams() {
   if (null > 2) ::close(null);
 }
 
+// Descriptors past the standard three that the caller left open (a script's `3>&1`, the status
+// pipe of whatever started balance) would keep the caller's files and pipes open for as long as
+// the daemon runs (daemon(7)). Every descriptor balance opens itself is close-on-exec, so one
+// without the flag was inherited: those are closed.
+void close_inherited_descriptors() {
+  std::vector<int> inherited;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {  // its own descriptor is close-on-exec
+    while (const dirent* entry = ::readdir(dir)) {
+      if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+      const int fd = std::atoi(entry->d_name);
+      if (fd > 2) inherited.push_back(fd);
+    }
+    ::closedir(dir);
+  } else {
+    const long open_max = ::sysconf(_SC_OPEN_MAX);  // no /proc: try the numbers (bounded)
+    const long end = open_max > 0 ? std::min(open_max, 65536L) : 1024L;
+    for (long fd = 3; fd < end; ++fd) inherited.push_back(static_cast<int>(fd));
+  }
+  for (const int fd : inherited) {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC) == 0) ::close(fd);
+  }
+}
+
 }  // namespace
 
 std::optional<int> StartupReport::daemonize() {
@@ -57,6 +85,7 @@ std::optional<int> StartupReport::daemonize() {
       // Staying in the launch directory is harmless; nothing depends on it.
     }
     redirect_std_streams();
+    close_inherited_descriptors();
     pipe_ = std::move(write_end);
     return std::nullopt;
   }

@@ -66,6 +66,32 @@ def test_daemon_serves_when_launcher_returns(binary, rundir, backends):
     h.wait_for(lambda: not h.listening_pids(port), 15, "the daemon's listener to go away")
 
 
+def test_a_daemon_keeps_no_descriptor_of_its_caller(binary, rundir, backends):
+    """A descriptor the caller left open besides the standard three (a script's `3>&1`, the
+    status pipe of whatever started it) is not held by the daemon: it would keep the caller's
+    pipe open for as long as balance runs, as a standard stream would (daemon(7))."""
+    srv = backends(h.NameServer("n"))
+    port = h.free_port()
+    read_end, write_end = os.pipe()
+    pipe = f"pipe:[{os.fstat(write_end).st_ino}]"
+    try:
+        with tempfile.TemporaryFile() as err:
+            rc = subprocess.run([h.BALANCE_BIN, str(port), srv.address], env=h._env(rundir, None),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                pass_fds=(write_end,), timeout=h.scaled(30)).returncode
+            err.seek(0)
+            assert rc == 0, err.read()
+        pids = h.listening_pids(port)
+        assert len(pids) == 1 and pids[0] != os.getpid()
+        fd_dir = f"/proc/{pids[0]}/fd"
+        held = [fd for fd in os.listdir(fd_dir) if os.readlink(os.path.join(fd_dir, fd)) == pipe]
+        assert held == [], f"the daemon holds the caller's pipe as descriptor(s) {held}"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        stop_daemon(port, rundir)
+
+
 def test_a_daemon_warns_about_a_missing_B_address_where_it_was_started(binary, rundir, backends):
     """The -B warning (an address this host does not have) reaches the terminal balance was
     started from, not only syslog: the daemon forks after it."""
