@@ -1,5 +1,6 @@
 #include "ctl/line_reader.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,12 @@ bool LineReader::fill() {
       return true;
     }
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A non-blocking input (O_NONBLOCK is the open file's, shared with whoever set it): no
+      // input yet is not the end of it. Wait for some, or for the hang-up, as read would.
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, -1) >= 0 || errno == EINTR) continue;
+    }
     eof_ = true;  // end of input, or an error that ends it just the same
     return false;
   }

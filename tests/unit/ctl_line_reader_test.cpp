@@ -1,9 +1,14 @@
 // Tests of the bounded line splitter behind the piped shell (src/ctl/line_reader.h).
 #include "ctl/line_reader.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -94,6 +99,56 @@ TEST(CtlLineReader, EmptyInputEndsAtOnce) {
   Piped p("");
   std::string line;
   EXPECT_EQ(p.next(line), ctl::InputStatus::End);
+}
+
+// The system call thread `tid` of this process is blocked in, or -1 (running, or gone).
+long blocked_in(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  std::string first;
+  if (!(in >> first) || first == "running") return -1;
+  try {
+    return std::stol(first);
+  } catch (...) {
+    return -1;
+  }
+}
+
+bool is_a_wait(long call) {
+#ifdef SYS_poll
+  if (call == SYS_poll) return true;
+#endif
+  return call == SYS_ppoll || call == SYS_read;
+}
+
+// Standard input shared with a program that left it non-blocking (O_NONBLOCK belongs to the open
+// file, not the descriptor): no input yet is not the end of it. The line written once the reader
+// waits must come back.
+TEST(CtlLineReader, ANonBlockingInputIsWaitedFor) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+  ctl::LineReader reader(fds[0], 16);
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> returned{false};
+  ctl::InputStatus status = ctl::InputStatus::End;
+  std::string line;
+  std::thread t([&] {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    status = reader.next(line);
+    returned = true;
+  });
+  // Until the reader waits in the kernel, or has returned: no data was written, so a reader
+  // that returns now takes the empty pipe for the end of input. Bounded.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!returned && (tid == 0 || !is_a_wait(blocked_in(tid))) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(::write(fds[1], "show\n", 5), 5);
+  ::close(fds[1]);
+  t.join();
+  ::close(fds[0]);
+  ASSERT_EQ(status, ctl::InputStatus::Line) << "the empty non-blocking pipe was taken for the end of input";
+  EXPECT_EQ(line, "show");
 }
 
 }  // namespace
