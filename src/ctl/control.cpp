@@ -20,8 +20,21 @@ namespace {
 
 void print_error(const std::string& message) { std::fprintf(stderr, "%s\n", message.c_str()); }
 
-std::unique_ptr<Segment> attach_or_report(const cli::Config& config, int& exit_code) {
+// Signals that would end the process by default and mean nothing to a control client are
+// ignored, as the master ignores them (balance(1), SIGNALS): `pkill -USR2 balance`, meant for a
+// master's upgrade, must not kill an open shell, least of all with readline's terminal raw.
+// SIGINT, SIGQUIT, SIGTERM, SIGHUP and the job control signals keep their meaning (readline
+// restores the terminal before it acts on them).
+void ignore_stray_signals() {
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error return, not a silent death
+  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGXFSZ}) {
+    ::signal(sig, SIG_IGN);
+  }
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) ::signal(sig, SIG_IGN);  // (those glibc leaves free)
+}
+
+std::unique_ptr<Segment> attach_or_report(const cli::Config& config, int& exit_code) {
+  ignore_stray_signals();
   Trace trace;
   if (config.debug) trace = [](const std::string& line) { std::fprintf(stderr, "balance: %s\n", line.c_str()); };
   Failure failure;

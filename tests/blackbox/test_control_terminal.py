@@ -4,7 +4,9 @@ command names, history, and a clean exit on end of input (Ctrl-D)."""
 import os
 import re
 import select
+import signal
 import subprocess
+import termios
 import time
 
 import harness as h
@@ -88,6 +90,34 @@ def test_readline_completion_history_and_eof(start_balance, backends, rundir):
         # One line break after the prompt (readline's or the shell's), not an empty line.
         after = term.rest().rsplit("balance[3] ", 1)[1]
         assert re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", after) == "\n", repr(after)
+    finally:
+        term.close()
+    assert b.alive()
+
+
+def test_a_stray_signal_neither_ends_the_shell_nor_leaves_the_terminal_raw(start_balance, backends, rundir):
+    """SIGUSR2 (the upgrade signal: `pkill -USR2 balance` reaches the open shells too) and the
+    other signals that mean nothing to balance are ignored by the shell as by the master: it
+    goes on, rather than die with the terminal left raw (no echo) by readline."""
+    srv = backends(h.NameServer("x"))
+    port = h.free_port()
+    b = start_balance(port, [h.channel(srv.port)])
+    fresh_master, fresh_slave = os.openpty()
+    cooked = termios.tcgetattr(fresh_slave)  # a new terminal's settings, as the shell's was
+    os.close(fresh_master)
+    os.close(fresh_slave)
+    term = Terminal(port, rundir)
+    try:
+        term.wait_for("balance[0] ")
+        assert termios.tcgetattr(term.fd) != cooked  # readline has the terminal raw
+        for count, sig in enumerate((signal.SIGUSR2, signal.SIGUSR1), start=1):
+            term.proc.send_signal(sig)
+            term.type("show\r")
+            term.wait_for(HEADER, count=count)
+            term.wait_for("balance[0] ", count=count + 1)
+        term.type("\x04")
+        assert term.proc.wait(timeout=h.scaled(10)) == 0
+        assert termios.tcgetattr(term.fd) == cooked
     finally:
         term.close()
     assert b.alive()
