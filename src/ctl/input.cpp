@@ -1,5 +1,6 @@
 #include "ctl/input.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,6 +31,12 @@ bool write_stdout(std::string_view text) {
   while (!text.empty()) {
     const ssize_t n = ::write(STDOUT_FILENO, text.data(), text.size());
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A non-blocking stdout (O_NONBLOCK is the open file's, shared with whoever set it) that
+      // is full: wait until it takes more, or fails, as a blocking write would.
+      pollfd p{STDOUT_FILENO, POLLOUT, 0};
+      if (::poll(&p, 1, -1) >= 0 || errno == EINTR) continue;
+    }
     if (n <= 0) return false;
     text.remove_prefix(static_cast<size_t>(n));
   }

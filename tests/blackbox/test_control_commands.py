@@ -4,6 +4,8 @@ of each change on the next accepted connection."""
 
 import os
 import re
+import subprocess
+import tempfile
 
 import pytest
 
@@ -218,6 +220,45 @@ def test_shell_quit_and_end_of_input(inst):
     ok(inst.shell("version\nquit\nshow\n"), inst.banner() + "balance[0] " + version_text() + "balance[0] ")
     ok(inst.shell(""), inst.banner() + "balance[0] \n")
     ok(inst.shell("help"), inst.banner() + "balance[0] " + HELP + "balance[0] \n")
+
+
+def test_a_non_blocking_stdout_that_is_full_is_waited_for(start_balance, backends, rundir):
+    """Standard output on a pipe whose open file another program left O_NONBLOCK: a full pipe
+    is waited on, as a blocking write would, not taken for an output error (exit 74)."""
+    srv = backends(h.NameServer("x"))
+    port = h.free_port()
+    b = start_balance(port, [h.channel(srv.port)])
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    commands = "help\n" * 200  # far more output than a pipe holds
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(commands.encode())
+        stdin.seek(0)
+        proc = subprocess.Popen([h.BALANCE_BIN, "-i", str(port)], stdin=stdin, stdout=write_end,
+                                stderr=subprocess.DEVNULL, env=h._env(rundir, None))
+    os.close(write_end)
+
+    def waiting():  # blocked in the kernel (on the full pipe), not running, not gone
+        try:
+            with open(f"/proc/{proc.pid}/syscall") as f:
+                return f.read().split()[0] != "running"
+        except (OSError, IndexError):
+            return False
+
+    try:
+        # Nothing is read until the shell has filled the pipe and waits, or has given up.
+        h.wait_for(lambda: proc.poll() is not None or waiting(), 30, "the shell to fill its stdout")
+        out = b""
+        while chunk := os.read(read_end, 65536):
+            out += chunk
+        assert proc.wait(timeout=h.scaled(30)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(read_end)
+    assert out.decode().count("balance[0] ") == 201
+    assert b.alive()
 
 
 def test_kill_through_dash_c(inst):
