@@ -16,6 +16,7 @@
 
 #include "log/dump.h"
 #include "log/log.h"
+#include "log_test_util.h"
 
 namespace balance::log {
 namespace {
@@ -291,36 +292,15 @@ TEST(DumpWrite, ABlockCutShortByAFailingStdoutDoesNotSwallowTheNextOne) {
   // stdout on a full disk cuts a block short (a short write, then ENOSPC); once there is space
   // again, the next block starts on a line of its own, its header not glued onto the cut data.
   // RLIMIT_FSIZE stands in for the full disk.
-  char path[] = "/tmp/balance-dump-cut-XXXXXX";
-  const int file = ::mkstemp(path);
-  ASSERT_GE(file, 0);
-  ::unlink(path);
-  std::fflush(stdout);
-  const int saved = ::dup(STDOUT_FILENO);
-  ::dup2(file, STDOUT_FILENO);
-  struct sigaction ignore {}, old_action {};
-  ignore.sa_handler = SIG_IGN;
-  ::sigaction(SIGXFSZ, &ignore, &old_action);
-  rlimit old_limit{};
-  ::getrlimit(RLIMIT_FSIZE, &old_limit);
-  rlimit limit = old_limit;
-  limit.rlim_cur = 10;  // "-> 20\n" and 4 bytes of data
+  testing::FullDisk disk(STDOUT_FILENO);
   const std::string bytes(20, 'a');
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const bool limited = ::setrlimit(RLIMIT_FSIZE, &limit) == 0;
+  ASSERT_TRUE(disk.fill_at(10));  // "-> 20\n" and 4 bytes of data
   dump(Direction::FromClient, p, bytes.size());
   dump(Direction::FromClient, p, bytes.size());  // lost: no space at all
-  ::setrlimit(RLIMIT_FSIZE, &old_limit);  // the space is back
+  ASSERT_TRUE(disk.room_again());
   dump(Direction::FromServer, p, 2);
-  ::dup2(saved, STDOUT_FILENO);
-  ::close(saved);
-  ::sigaction(SIGXFSZ, &old_action, nullptr);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::pread(file, buf, sizeof buf, static_cast<off_t>(out.size()))) > 0) out.append(buf, static_cast<size_t>(n));
-  ::close(file);
-  ASSERT_TRUE(limited);
+  const std::string out = disk.contents();
   EXPECT_EQ(out, "-> 20\naaaa\n-< 2\naa\n");
 }
 

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "log/log.h"
+#include "log_test_util.h"
 
 namespace balance::log {
 namespace {
@@ -151,40 +152,20 @@ TEST(LogQueue, FlushGivesUpOnASinkThatTakesNothingThenCompletesOnceItDrains) {
 // not be glued onto the cut one (before: "conn client=... group=0 chanconn client=...").
 // RLIMIT_FSIZE stands in for the full disk: the write past it is cut short, the next fails (EFBIG).
 TEST(LogQueue, ALineCutShortByAFailingSinkDoesNotSwallowTheNextOne) {
-  char path[] = "/tmp/balance-log-cut-XXXXXX";
-  const int file = ::mkstemp(path);
-  ASSERT_GE(file, 0);
-  ::unlink(path);
-  const int saved = ::dup(STDERR_FILENO);
-  ::dup2(file, STDERR_FILENO);
-  struct sigaction ignore {}, old_action {};
-  ignore.sa_handler = SIG_IGN;
-  ::sigaction(SIGXFSZ, &ignore, &old_action);
-  rlimit old_limit{};
-  ::getrlimit(RLIMIT_FSIZE, &old_limit);
+  testing::FullDisk disk(STDERR_FILENO);
   init(false, false);
 
   write(Level::Info, "first");
   ASSERT_TRUE(flush());
-  rlimit limit = old_limit;
-  limit.rlim_cur = 6 + 10;  // "first\n" and 10 bytes of the next line
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  ASSERT_TRUE(disk.fill_at(6 + 10));  // "first\n" and 10 bytes of the next line
   write(Level::Info, "cut short by the full sink");
   write(Level::Info, "lost to the full sink");
   ASSERT_TRUE(flush());
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);  // the space is back
+  ASSERT_TRUE(disk.room_again());
   write(Level::Info, "after");
   ASSERT_TRUE(flush());
   shutdown();
-
-  ::dup2(saved, STDERR_FILENO);
-  ::close(saved);
-  ::sigaction(SIGXFSZ, &old_action, nullptr);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::pread(file, buf, sizeof buf, static_cast<off_t>(out.size()))) > 0) out.append(buf, static_cast<size_t>(n));
-  ::close(file);
+  const std::string out = disk.contents();
   EXPECT_EQ(out, "first\ncut short \nafter\n");
 }
 
