@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "core/signals.h"
 #include "ctl/executor.h"
 #include "ctl/input.h"
 #include "ctl/kill.h"
@@ -26,11 +27,8 @@ void print_error(const std::string& message) { std::fprintf(stderr, "%s\n", mess
 // SIGINT, SIGQUIT, SIGTERM, SIGHUP and the job control signals keep their meaning (readline
 // restores the terminal before it acts on them).
 void ignore_stray_signals() {
-  ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error return, not a silent death
-  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGXFSZ}) {
-    ::signal(sig, SIG_IGN);
-  }
-  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) ::signal(sig, SIG_IGN);  // (those glibc leaves free)
+  core::for_each_stray_signal([](int sig) { ::signal(sig, SIG_IGN); });  // SIGPIPE: an error return
+  ::signal(SIGUSR2, SIG_IGN);  // the master's upgrade
 }
 
 std::unique_ptr<Segment> attach_or_report(const cli::Config& config, int& exit_code) {

@@ -8,16 +8,13 @@
 
 #include <cerrno>
 
+#include "core/signals.h"
 #include "log/log.h"
 
 namespace balance::master {
 
 void ignore_stray_signals() {
-  for (int sig : {SIGPIPE, SIGUSR1, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT}) ::signal(sig, SIG_IGN);
-  // A write past the file size limit (-p's stdout, the log's stderr) then fails with EFBIG, as
-  // one on a full disk does with ENOSPC, rather than end the process.
-  ::signal(SIGXFSZ, SIG_IGN);
-  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) ::signal(sig, SIG_IGN);  // (those glibc leaves free)
+  core::for_each_stray_signal([](int sig) { ::signal(sig, SIG_IGN); });
 }
 
 Supervisor::Supervisor(bool foreground) : foreground_(foreground) {
