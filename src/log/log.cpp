@@ -78,18 +78,25 @@ bool same_file(int a, int b) {
 std::atomic<bool> g_stderr_cut{false};
 std::atomic<bool> g_stdout_cut{false};
 
+std::atomic<uint64_t> g_lost{0};  // lost_lines()
+
 // write_fully() of `text`, which ends in a newline, on a line of its own: after a cut line, the
-// same write first ends that one.
-void write_whole_lines(int fd, std::string_view text, std::atomic<bool>& cut) {
+// same write first ends that one. True when all of `text` was written.
+bool write_whole_lines(int fd, std::string_view text, std::atomic<bool>& cut) {
   if (!cut.load(std::memory_order_relaxed)) {
     const size_t done = write_fully(fd, text);
     cut.store(done != 0 && done != text.size(), std::memory_order_relaxed);
-    return;
+    return done == text.size();
   }
   std::string ended = "\n";
   ended += text;
   const size_t done = write_fully(fd, ended);
   cut.store(done != 1 && done != ended.size(), std::memory_order_relaxed);
+  return done == ended.size();
+}
+
+void write_log_line(std::string_view line, std::atomic<bool>& cut) {
+  if (!write_whole_lines(STDERR_FILENO, line, cut)) g_lost.fetch_add(1, std::memory_order_relaxed);
 }
 
 void emit(Level level, const std::string& line) {
@@ -99,11 +106,11 @@ void emit(Level level, const std::string& line) {
     return;
   }
   if (!g_stderr_is_stdout.load(std::memory_order_relaxed)) {
-    write_whole_lines(STDERR_FILENO, line, g_stderr_cut);
+    write_log_line(line, g_stderr_cut);
     return;
   }
   std::lock_guard<std::mutex> shared_sink(g_stdout_mutex);
-  write_whole_lines(STDERR_FILENO, line, g_stdout_cut);
+  write_log_line(line, g_stdout_cut);
 }
 
 struct Entry {
@@ -285,6 +292,8 @@ bool flush() { return logger().flush(); }
 void shutdown() { logger().stop(); }
 
 uint64_t dropped_lines() { return logger().dropped_total(); }
+
+uint64_t lost_lines() { return g_lost.load(std::memory_order_relaxed); }
 
 bool debug_enabled() { return g_debug.load(std::memory_order_relaxed); }
 

@@ -39,6 +39,11 @@ void shutdown();
 // Lines dropped since start because the queue was full.
 uint64_t dropped_lines();
 
+// Lines written to stderr since start that did not reach it whole: the write failed part way or
+// at once (a full disk, a file size limit, a broken pipe). syslog(3) reports no failure, so a
+// line sent there is never counted.
+uint64_t lost_lines();
+
 // Writes all of `text` to `fd`: retries after EINTR and short writes, waits (poll) while a
 // non-blocking descriptor is full, gives up on any other error (a broken stdout or stderr must not
 // stop the proxy, and there is nowhere to report it). Callers serialize their own writers.

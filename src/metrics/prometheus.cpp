@@ -86,6 +86,10 @@ void process_families(std::string& out, const Snapshot& snap) {
   family_header(out, "balance_log_lines_dropped_total",
                 "Log lines dropped because the log's reader was not keeping up.", "counter");
   sample_line(out, "balance_log_lines_dropped_total", "", snap.log_lines_dropped);
+  family_header(out, "balance_log_lines_lost_total",
+                "Log lines the log's destination did not take whole (a write error, such as a full disk).",
+                "counter");
+  sample_line(out, "balance_log_lines_lost_total", "", snap.log_lines_lost);
 }
 
 }  // namespace

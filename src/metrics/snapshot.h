@@ -44,6 +44,7 @@ struct Snapshot {
   uint64_t accepted_total = 0;
   uint64_t refused_total = 0;
   uint64_t log_lines_dropped = 0;   // this process's (log::dropped_lines()), not the table's
+  uint64_t log_lines_lost = 0;      // this process's (log::lost_lines())
   std::vector<GroupSample> groups;  // only groups that have channels, in order
 };
 

@@ -94,6 +94,8 @@ std::string format_status_json(const Snapshot& snap) {
   field(out, "refused_total", number(snap.refused_total));
   out += ',';
   field(out, "log_lines_dropped_total", number(snap.log_lines_dropped));
+  out += ',';
+  field(out, "log_lines_lost_total", number(snap.log_lines_lost));
   out += ",\"groups\":[";
   for (size_t i = 0; i < snap.groups.size(); ++i) {
     if (i) out += ',';

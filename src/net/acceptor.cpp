@@ -22,6 +22,13 @@ constexpr uint64_t kPauseMs = 100;     // listening pause when descriptors are e
 
 Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
+// The client's address as accept4() gave it; a v4 client of the dual-stack listener arrives
+// v4-mapped, and is the v4 address it is.
+core::Endpoint client_address(const sockaddr_storage& ss, socklen_t len) {
+  const auto peer = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+  return peer.value_or(core::Endpoint{}).unmapped();
+}
+
 }  // namespace
 
 Acceptor::Acceptor(Worker& worker, int listen_fd) : worker_(worker), listen_fd_(listen_fd), spare_(open_spare()) {
@@ -71,9 +78,7 @@ bool Acceptor::accept_one() {
   }
   auto& header = worker_.shared().table.header;
   header.accepted_total.fetch_add(1, std::memory_order_relaxed);
-  // A v4 client of the dual-stack listener arrives v4-mapped: treat it as the v4 address it is.
-  const auto peer = core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-  auto session = std::make_unique<Session>(worker_, std::move(fd), peer.value_or(core::Endpoint{}).unmapped());
+  auto session = std::make_unique<Session>(worker_, std::move(fd), client_address(ss, len));
   Session& s = *session;
   worker_.adopt(std::move(session));
   s.start();
@@ -85,10 +90,13 @@ void Acceptor::shed_one() {
   auto& header = worker_.shared().table.header;
   if (spare_) {
     spare_.reset();
-    Fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    Fd victim(::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));
     if (victim) {  // accepted, and closed without a channel: a refused client among the accepted
       header.accepted_total.fetch_add(1, std::memory_order_relaxed);
       header.refused_total.fetch_add(1, std::memory_order_relaxed);
+      if (worker_.shared().config.log_conns) log_unserved(client_address(ss, len), 0, EndReason::Shed);
     }
     victim.reset();
     spare_ = open_spare();

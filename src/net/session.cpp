@@ -29,6 +29,7 @@ const char* to_string(EndReason r) {
     case EndReason::ServerReset: return "server-reset";
     case EndReason::IdleTimeout: return "idle-timeout";
     case EndReason::NoChannel: return "no-channel";
+    case EndReason::Shed: return "shed";
     case EndReason::Shutdown: return "shutdown";
   }
   return "unknown";
@@ -284,9 +285,13 @@ void Session::log_end(EndReason reason) const {
                static_cast<unsigned long long>(duration), static_cast<unsigned long long>(upstream_.bytes()),
                static_cast<unsigned long long>(downstream_.bytes()), to_string(reason));
   } else {
-    log::write(log::Level::Info, "conn client=%s group=- channel=- backend=- duration_ms=%llu sent=0 rcvd=0 end=%s",
-               peer_.to_string().c_str(), static_cast<unsigned long long>(duration), to_string(reason));
+    log_unserved(peer_, duration, reason);
   }
+}
+
+void log_unserved(const core::Endpoint& peer, uint64_t duration_ms, EndReason reason) {
+  log::write(log::Level::Info, "conn client=%s group=- channel=- backend=- duration_ms=%llu sent=0 rcvd=0 end=%s",
+             peer.to_string().c_str(), static_cast<unsigned long long>(duration_ms), to_string(reason));
 }
 
 // Ends the session. After a reset, each socket is reset rather than closed with a FIN, so a

@@ -23,8 +23,11 @@ namespace balance::net {
 class Worker;
 
 // How a session ended (the --log-conns "end" field).
-enum class EndReason { ClientClosed, ServerClosed, ClientReset, ServerReset, IdleTimeout, NoChannel, Shutdown };
+enum class EndReason { ClientClosed, ServerClosed, ClientReset, ServerReset, IdleTimeout, NoChannel, Shed, Shutdown };
 const char* to_string(EndReason r);
+
+// The --log-conns line of a client no channel served (group, channel and backend "-").
+void log_unserved(const core::Endpoint& peer, uint64_t duration_ms, EndReason reason);
 
 class Session {
  public:

@@ -157,16 +157,19 @@ TEST(LogQueue, ALineCutShortByAFailingSinkDoesNotSwallowTheNextOne) {
 
   write(Level::Info, "first");
   ASSERT_TRUE(flush());
+  const uint64_t lost_before = lost_lines();
   ASSERT_TRUE(disk.fill_at(6 + 10));  // "first\n" and 10 bytes of the next line
   write(Level::Info, "cut short by the full sink");
   write(Level::Info, "lost to the full sink");
   ASSERT_TRUE(flush());
+  EXPECT_EQ(lost_lines() - lost_before, 2u);  // balance_log_lines_lost_total: both count
   ASSERT_TRUE(disk.room_again());
   write(Level::Info, "after");
   ASSERT_TRUE(flush());
   shutdown();
   const std::string out = disk.contents();
   EXPECT_EQ(out, "first\ncut short \nafter\n");
+  EXPECT_EQ(lost_lines() - lost_before, 2u);  // the line that ends the cut one and "after" came whole
 }
 
 TEST(LogQueue, DirectBeforeInitAndAfterShutdown) {

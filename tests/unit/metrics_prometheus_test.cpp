@@ -62,7 +62,10 @@ TEST(MetricsPrometheus, ProcessSeries) {
             "balance_refused_connections_total 1\n"
             "# HELP balance_log_lines_dropped_total Log lines dropped because the log's reader was not keeping up.\n"
             "# TYPE balance_log_lines_dropped_total counter\n"
-            "balance_log_lines_dropped_total 0\n");
+            "balance_log_lines_dropped_total 0\n"
+            "# HELP balance_log_lines_lost_total Log lines the log's destination did not take whole (a write error, such as a full disk).\n"
+            "# TYPE balance_log_lines_lost_total counter\n"
+            "balance_log_lines_lost_total 0\n");
 }
 
 TEST(MetricsPrometheus, ChannelSeriesCarryGroupChannelAndBackend) {
@@ -99,6 +102,7 @@ TEST(MetricsPrometheus, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
       {"balance_accepted_connections_total", "counter"},
       {"balance_refused_connections_total", "counter"},
       {"balance_log_lines_dropped_total", "counter"},
+      {"balance_log_lines_lost_total", "counter"},
       {"balance_channel_connections", "gauge"},
       {"balance_channel_connections_total", "counter"},
       {"balance_channel_connect_failures_total", "counter"},

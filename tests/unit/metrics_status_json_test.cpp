@@ -40,7 +40,8 @@ TEST(MetricsStatusJson, ExactDocument) {
   EXPECT_EQ(status_json(*table),
             "{\"version\":\"" + std::string(balance::kVersion) +
                 "\",\"start_time\":1700000000,\"sampled_ms\":1700000001500,\"threads\":2,\"checks\":false,"
-                "\"accepted_total\":9,\"refused_total\":1,\"log_lines_dropped_total\":0,\"groups\":["
+                "\"accepted_total\":9,\"refused_total\":1,\"log_lines_dropped_total\":0,"
+                "\"log_lines_lost_total\":0,\"groups\":["
                 "{\"group\":0,\"type\":\"round-robin\",\"channels\":["
                 "{\"channel\":0,\"backend\":\"127.0.0.1:8081\",\"enabled\":true,\"up\":null,\"connections\":1,"
                 "\"max_connections\":0,\"weight\":1,\"connections_total\":8,\"connect_failures_total\":0,"
