@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -76,6 +77,14 @@ constexpr auto kHandOverWait = std::chrono::seconds(2);
 // to 8 KiB but not their number, and keeps every header: 300 MB of "X: y" lines grew the master
 // by 5.4 GiB). A GET from Prometheus or a browser is a few hundred bytes to a few KiB.
 constexpr size_t kMaxRequestBytes = 64 * 1024;
+// Accepted connections whose request is still coming in: the listening thread reads them all
+// at once, each for at most kRequestDeadline, and gives a serving thread only a connection whose
+// request's line and headers are in (or that ended, or sent kMaxRequestBytes). A client sending
+// its request a byte a second used to hold a serving thread for kDeadline: ten of them kept a
+// scrape waiting 20 s, a hundred of them 250 s. While kMaxReading are read, new clients wait in
+// the backlog.
+constexpr size_t kMaxReading = 128;
+constexpr auto kRequestDeadline = std::chrono::seconds(5);
 
 // The page may run its own inline script and style and fetch from this server, nothing else.
 constexpr const char* kPagePolicy =
@@ -115,15 +124,28 @@ void no_store(httplib::Response& res) {
 // kMaxRequestBytes are read.
 class DeadlineStream final : public httplib::Stream {
  public:
-  DeadlineStream(int fd, std::chrono::steady_clock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+  // `read` is what was read of the connection before (the start of the request).
+  DeadlineStream(int fd, std::chrono::steady_clock::time_point deadline, std::string read)
+      : fd_(fd), deadline_(deadline), pre_(std::move(read)), total_(std::min(pre_.size(), kMaxRequestBytes)) {}
 
-  bool is_readable() const override { return off_ < len_ || wait(POLLIN); }
+  bool is_readable() const override { return pre_off_ < pre_.size() || off_ < len_ || wait(POLLIN); }
   bool is_writable() const override { return wait(POLLOUT); }
 
   // Buffered: httplib reads a request's lines a byte at a time.
   ssize_t read(char* ptr, size_t size) override {
+    if (pre_off_ < pre_.size()) {
+      const size_t n = std::min(size, pre_.size() - pre_off_);
+      std::memcpy(ptr, pre_.data() + pre_off_, n);
+      pre_off_ += n;
+      return static_cast<ssize_t>(n);
+    }
     if (off_ == len_) {
-      if (total_ == kMaxRequestBytes || !wait(POLLIN)) return -1;
+      // At the limit the request ends, as if the client had closed: httplib then answers what it
+      // has (a request line longer than its 8 KiB gets 414, headers that do not end 400). A
+      // failed read made it give up with no answer: a 100 KB URI got its connection closed,
+      // where an 8 KiB one got 414.
+      if (total_ == kMaxRequestBytes) return 0;
+      if (!wait(POLLIN)) return -1;
       const ssize_t n = ::recv(fd_, buf_, std::min(sizeof buf_, kMaxRequestBytes - total_), 0);
       if (n <= 0) return n;
       off_ = 0;
@@ -157,10 +179,12 @@ class DeadlineStream final : public httplib::Stream {
 
   int fd_;
   std::chrono::steady_clock::time_point deadline_;
+  std::string pre_;  // read before this stream was made
+  size_t pre_off_ = 0;
   char buf_[4096];
   size_t off_ = 0;
   size_t len_ = 0;
-  size_t total_ = 0;  // bytes read so far
+  size_t total_;  // bytes read so far
 };
 
 // The serving threads. push() waits while kMaxQueued connections already wait for one.
@@ -252,8 +276,12 @@ class BoundedPool {
 // on it, and keeping track of the connections being served so that stopping can cut them.
 class HttpServer final : public httplib::Server {
  public:
-  // Answers one request on the accepted connection `fd`, then closes it.
-  void serve(int fd) { process_and_close_socket(fd); }
+  // Answers one request on the accepted connection `fd`, of which `read` was read already,
+  // then closes it.
+  void serve(int fd, std::string read) {
+    read_ = std::move(read);
+    process_and_close_socket(fd);
+  }
 
   // Ends every connection still being served (its request or answer fails at once); those the
   // pool has yet to take are closed unread.
@@ -272,7 +300,7 @@ class HttpServer final : public httplib::Server {
       serve = !cut_ && serving_.insert(fd).second;
     }
     if (serve) {
-      DeadlineStream stream(fd, std::chrono::steady_clock::now() + kDeadline);
+      DeadlineStream stream(fd, std::chrono::steady_clock::now() + kDeadline, std::move(read_));
       bool closed = false;
       ok = process_request(stream, true, closed, nullptr);
       const std::lock_guard lock(mutex_);  // out of the set before the number can be reused
@@ -286,7 +314,12 @@ class HttpServer final : public httplib::Server {
   std::mutex mutex_;
   std::unordered_set<int> serving_;
   bool cut_ = false;
+  // What serve() passes on to process_and_close_socket() (httplib's signature has no room):
+  // one per serving thread.
+  static thread_local std::string read_;
 };
+
+thread_local std::string HttpServer::read_;
 
 // A listening socket for `addr`, non-blocking (during an upgrade two masters poll it, and an
 // accept can find the client already taken by the other); -1 with errno on failure.
@@ -351,10 +384,11 @@ struct Server::Impl {
     pollfd p{wake_fd, POLLIN, 0};
     return ::poll(&p, 1, ms) > 0;
   }
-  // What /metrics and /status.json show: the table's, and this process's dropped log lines.
+  // What /metrics and /status.json show: the table's, and this process's dropped and lost log lines.
   Snapshot snapshot() const {
     Snapshot snap = take_snapshot(table, now_ms());
     snap.log_lines_dropped = log::dropped_lines();
+    snap.log_lines_lost = log::lost_lines();
     return snap;
   }
 };
@@ -387,22 +421,92 @@ void Server::Impl::routes() {
   });
 }
 
-// Accepts until woken, handing each connection to the pool (which makes this wait while
-// kMaxQueued connections already wait for a serving thread).
+namespace {
+
+// A connection whose request is being read by the listening thread.
+struct Reading {
+  int fd;
+  std::string read;  // what came so far
+  std::chrono::steady_clock::time_point deadline;
+  bool spent_spare;
+};
+
+enum class ReadResult { More, Request, Failed };
+
+// Reads what the client sent: Request once its line and headers are in (the blank line came),
+// it ended its side, or kMaxRequestBytes came (httplib answers what it makes of that); Failed
+// when the connection failed.
+ReadResult read_more(Reading& r) {
+  char buf[4096];
+  const ssize_t n = ::recv(r.fd, buf, std::min(sizeof buf, kMaxRequestBytes - r.read.size()), MSG_DONTWAIT);
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? ReadResult::More : ReadResult::Failed;
+  if (n == 0) return ReadResult::Request;
+  const size_t from = r.read.size() < 3 ? 0 : r.read.size() - 3;
+  r.read.append(buf, static_cast<size_t>(n));
+  const bool ended = r.read.find("\r\n\r\n", from) != std::string::npos || r.read.find("\n\n", from) != std::string::npos;
+  return ended || r.read.size() >= kMaxRequestBytes ? ReadResult::Request : ReadResult::More;
+}
+
+}  // namespace
+
+// Accepts until woken, reading each connection's request (at most kMaxReading at once, each
+// for at most kRequestDeadline) and handing it to the pool once it is in (which makes this wait
+// while kMaxQueued connections already wait for a serving thread).
 void Server::Impl::accept_loop() {
-  pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  using Clock = std::chrono::steady_clock;
+  std::vector<Reading> reading;
+  std::vector<pollfd> p;
+  const auto drop = [this](const Reading& r) {
+    ::close(r.fd);
+    if (r.spent_spare) take_spare_back();
+  };
+  const auto hand_over = [this, &drop](Reading& r) {
+    const bool queued = pool->push([this, fd = r.fd, read = std::move(r.read), spent = r.spent_spare]() mutable {
+      http.serve(fd, std::move(read));
+      if (spent) take_spare_back();
+    });
+    if (!queued) drop(r);  // stopping
+  };
   for (;;) {
-    if (::poll(p, 2, -1) < 0) {
+    p.clear();
+    p.push_back({wake_fd, POLLIN, 0});
+    p.push_back({reading.size() < kMaxReading ? listen_fd : -1, POLLIN, 0});
+    int timeout = -1;
+    const auto now = Clock::now();
+    for (const Reading& r : reading) {
+      p.push_back({r.fd, POLLIN, 0});
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(r.deadline - now).count();
+      const int ms = static_cast<int>(std::clamp<int64_t>(left, 0, INT32_MAX));
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
+    }
+    if (::poll(p.data(), p.size(), timeout) < 0) {
       if (errno == EINTR) continue;
-      if (woken(100)) return;  // ENOMEM: try again a little later
+      if (woken(100)) break;  // ENOMEM: try again a little later
       continue;
     }
-    if (p[1].revents != 0) return;
-    if ((p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
-      log::write(log::Level::Error, "--metrics: the listening socket failed; no more scrapes are answered");
-      return;
+    if (p[0].revents != 0) break;
+    // The requests that came in go to the pool; those out of time are closed unanswered.
+    const auto after = Clock::now();
+    size_t kept = 0;
+    for (size_t i = 0; i < reading.size(); ++i) {
+      Reading& r = reading[i];
+      const ReadResult got = p[i + 2].revents != 0 ? read_more(r) : ReadResult::More;
+      if (got == ReadResult::Request) {
+        hand_over(r);
+      } else if (got == ReadResult::Failed || after >= r.deadline) {
+        drop(r);
+      } else {
+        if (kept != i) reading[kept] = std::move(r);
+        ++kept;
+      }
     }
-    if ((p[0].revents & POLLIN) == 0) continue;
+    reading.resize(kept);
+    const short listen_events = p[1].fd >= 0 ? p[1].revents : 0;
+    if ((listen_events & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      log::write(log::Level::Error, "--metrics: the listening socket failed; no more scrapes are answered");
+      break;
+    }
+    if ((listen_events & POLLIN) == 0) continue;
     take_spare_back();  // if a scrape gave it up and could not take it back
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);  // blocking, as the stream expects
     bool spent_spare = false;
@@ -411,16 +515,15 @@ void Server::Impl::accept_loop() {
       spent_spare = fd >= 0;
     }
     if (fd >= 0) {
-      const bool queued = pool->push([this, fd, spent_spare] {
-        http.serve(fd);
-        if (spent_spare) take_spare_back();
-      });
-      if (!queued) ::close(fd);  // stopping
+      reading.push_back({fd, {}, Clock::now() + kRequestDeadline, spent_spare});
     } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      if (woken(100)) return;  // the client waits in the backlog meanwhile
+      if (woken(100)) break;  // the client waits in the backlog meanwhile
     }
     // EAGAIN: the other master of an upgrade took the client; ECONNABORTED: it gave up.
   }
+  // Stopping or handed over: what is being read goes to the pool, which serves it during the
+  // hand-over wait or closes it.
+  for (Reading& r : reading) hand_over(r);
 }
 
 // Out of descriptors: accepts with the spare's; -1 (with errno) when there is no spare or the
