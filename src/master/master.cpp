@@ -53,9 +53,10 @@ void fill_table(core::Table& table, const cli::Config& config) {
 }
 
 void trace_config(const cli::Config& config, unsigned threads) {
-  BALANCE_DEBUG("listening on %s port %u, %u worker threads, connect timeout %us, idle timeout %us",
+  const std::string idle = config.idle_timeout_s > 0 ? std::to_string(config.idle_timeout_s) + "s" : "never";
+  BALANCE_DEBUG("listening on %s port %u, %u worker threads, connect timeout %us, idle timeout %s",
                 config.bind ? config.bind->host_string().c_str() : "all addresses", config.port, threads,
-                config.connect_timeout_s, config.idle_timeout_s);
+                config.connect_timeout_s, idle.c_str());
   for (size_t g = 0; g < config.groups.size(); ++g) {
     const auto& group = config.groups[g];
     for (size_t c = 0; c < group.channels.size(); ++c) {
@@ -337,6 +338,16 @@ std::vector<net::Fd> open_listeners(const cli::Config& config, std::optional<Inh
   if (inheritance) {
     // A predecessor of an older version may not have set them all (SO_OOBINLINE came later),
     // and the relay needs them on every client socket, which inherits them from the listener.
+    // Only what an upgrade hands over is served from: a descriptor that is no listening TCP
+    // socket (BALANCE_UPGRADE set by hand) left a master that reported serving, served no one,
+    // and logged "cannot watch the listening socket" several times a second.
+    for (const auto& fd : inheritance->listeners) {
+      if (!net::is_tcp_listener(fd.get())) {
+        failure = {kExitOsErr, "cannot serve: inherited descriptor " + std::to_string(fd.get()) +
+                                   " (BALANCE_UPGRADE) is not a listening TCP socket, exiting."};
+        return {};
+      }
+    }
     for (const auto& fd : inheritance->listeners) net::set_stream_options(fd.get());
     return std::move(inheritance->listeners);
   }
@@ -363,6 +374,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   std::vector<net::Fd> listeners = open_listeners(config, inheritance, failure);
   if (listeners.empty()) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
+    if (inheritance) report_to_predecessor(*inheritance, failure);
     return failure.exit_code;
   }
   // Not an error: the address may come up later (a floating address); meanwhile every connect

@@ -149,6 +149,14 @@ std::optional<Inheritance> inherited() {
   in.segment_fd = field(text, "segment");
   const int report_fd = field(text, "report");
   if (listen_fds.empty() || in.segment_fd < 0 || report_fd < 0) return std::nullopt;
+  // Each descriptor has one owner: one named twice ("listen=5:5", "report=" the segment's,
+  // set by hand) was closed twice, cutting whatever had reused the number meanwhile.
+  std::vector<int> all = listen_fds;
+  all.push_back(in.segment_fd);
+  all.push_back(report_fd);
+  if (const int metrics_fd = field(text, "metrics"); metrics_fd >= 0) all.push_back(metrics_fd);
+  std::sort(all.begin(), all.end());
+  if (std::adjacent_find(all.begin(), all.end()) != all.end()) return std::nullopt;
   for (int fd : listen_fds) {
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     in.listeners.emplace_back(fd);

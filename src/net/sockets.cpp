@@ -83,6 +83,23 @@ void set_stream_options(int fd) {
   set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);
 }
 
+bool is_tcp_listener(int fd) {
+  int listening = 0;
+  int type = 0;
+  int domain = 0;
+  int protocol = 0;
+  socklen_t len = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) return false;
+  len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
+  len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || (domain != AF_INET && domain != AF_INET6)) {
+    return false;
+  }
+  len = sizeof protocol;
+  return ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 && protocol == IPPROTO_TCP;
+}
+
 ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<core::Endpoint>& from, bool ack_with_data) {
   ConnectResult r;
   // A v4-mapped channel ([::ffff:a.b.c.d]) is the IPv4 host it names: reached over IPv4, so a

@@ -34,6 +34,9 @@ std::optional<unsigned> queued_clients(int listen_fd);
 // which the relay needs (an urgent byte stays in its place in the stream; relay.h).
 void set_stream_options(int fd);
 
+// True if `fd` is a listening TCP socket (IPv4 or IPv6).
+bool is_tcp_listener(int fd);
+
 enum class ConnectStatus { Connected, InProgress, Failed };
 
 struct ConnectResult {

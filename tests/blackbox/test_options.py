@@ -98,7 +98,8 @@ def test_debug_traces_configuration_connections_tries_and_failures(start_balance
     assert h.ask_name(port) == "up"
     h.wait_for(lambda: "connected to" in b.stderr(), 10, "the connection trace")
     err = b.stderr()
-    assert f"listening on all addresses port {port}" in err
+    # without -T the idle timeout is "never" (it said "0s", which reads as "at once")
+    assert f"listening on all addresses port {port}, " in err and ", idle timeout never\n" in err
     assert f"group 0 (round-robin) channel 0: 127.0.0.1:{dead} maxc 0 weight 1" in err
     assert f"trying group 0 channel 0 (127.0.0.1:{dead})" in err
     assert f"connect to 127.0.0.1:{dead} (group 0 channel 0) failed: Connection refused" in err
@@ -110,9 +111,10 @@ def test_debug_trace_names_every_group_type_and_weight(start_balance, backends):
     the command line gave them."""
     a, b_ = backends(h.NameServer("a")), backends(h.NameServer("b"))
     port = h.free_port()
-    b = start_balance(port, [f"{a.address}:4:3", b_.address, "@", a.address, "%", b_.address], opts=["-d"])
+    b = start_balance(port, [f"{a.address}:4:3", b_.address, "@", a.address, "%", b_.address], opts=["-d", "-T", "7"])
     h.wait_for(lambda: "group 2" in b.stderr(), 10, "the configuration trace")
     err = b.stderr()
+    assert ", idle timeout 7s\n" in err
     assert f"group 0 (least-connections) channel 0: {a.address} maxc 4 weight 3" in err
     assert f"group 0 (least-connections) channel 1: {b_.address} maxc 0 weight 1" in err
     assert f"group 1 (hash) channel 0: {a.address} maxc 0 weight 1" in err
