@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cli/argscan.h"
 #include "ctl/segment.h"
 
 namespace balance::ctl {
@@ -75,5 +76,7 @@ std::string instance_label(uint16_t port, std::string_view bind_text) {
   if (!bind_text.empty()) label = std::string(bind_text) + " " + label;
   return label;
 }
+
+std::string shown_path(std::string_view path) { return cli::printable(path, 200); }
 
 }  // namespace balance::ctl

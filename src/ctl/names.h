@@ -16,4 +16,8 @@ std::string segment_stem(uint16_t port, std::string_view bind_text);
 // How messages name an instance: "port 8080" or "127.0.0.1 port 8080".
 std::string instance_label(uint16_t port, std::string_view bind_text);
 
+// How messages name a path (from BALANCE_RUNDIR or XDG_RUNTIME_DIR, which may hold anything):
+// control and non-ASCII bytes as \xNN, cut after 200 bytes, so that the message stays one line.
+std::string shown_path(std::string_view path);
+
 }  // namespace balance::ctl

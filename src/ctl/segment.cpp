@@ -92,7 +92,7 @@ Failure invalid_failure(const InstanceId& id, const std::string& why) {
 }
 
 Failure system_failure(const std::string& what, const std::string& name, int err) {
-  return {kExitOsErr, what + " " + name + ": " + std::strerror(err)};
+  return {kExitOsErr, what + " " + shown_path(name) + ": " + std::strerror(err)};
 }
 
 // Why a mapped header is not one this program can use; empty when it is.
@@ -128,7 +128,7 @@ bool remove_stale(const std::string& name, bool is_file, const InstanceId& id, F
     }
   }
   if (os::remove_name(name, is_file) != 0 && errno != ENOENT) {
-    failure = {kExitCantCreat, "cannot replace control segment " + name + ": " + std::strerror(errno)};
+    failure = {kExitCantCreat, "cannot replace control segment " + shown_path(name) + ": " + std::strerror(errno)};
     return false;
   }
   return true;
@@ -153,6 +153,19 @@ bool adoptable(int fd, const InstanceId& id, Failure& failure) {
   return true;
 }
 
+// Whether the nearest directory above `path` that can be examined belongs to this user (which
+// is then the one whose permissions refused the path).
+bool refused_by_own_directory(std::string path) {
+  for (;;) {
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos || slash == 0) return false;
+    path.resize(slash);
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) return st.st_uid == ::geteuid();
+    if (errno != EACCES) return false;
+  }
+}
+
 // Opens the named segment for a client; -1 with `failure` filled (69, 77, 65 or 71) otherwise.
 int open_for_attach(const std::string& name, bool is_file, const InstanceId& id, Failure& failure) {
   const int fd = os::open_existing(name, is_file);
@@ -162,8 +175,14 @@ int open_for_attach(const std::string& name, bool is_file, const InstanceId& id,
     failure = no_master_failure();
   } else if (err == EACCES || err == EPERM) {
     failure = permission_failure(id);
+    // With -M, a run directory of this user that it may not search (mode 0600, say), or one
+    // below such a directory ($XDG_RUNTIME_DIR/balance), is no instance of another user: say
+    // what was refused. The directory that refused is the nearest one above that can be seen.
+    if (is_file && ::geteuid() != 0 && refused_by_own_directory(name)) {
+      failure = {kExitNoPerm, "cannot open control segment " + shown_path(name) + ": " + std::strerror(err)};
+    }
   } else if (err == ELOOP) {
-    failure = invalid_failure(id, name + " is a symbolic link");
+    failure = invalid_failure(id, shown_path(name) + " is a symbolic link");
   } else {
     failure = system_failure("cannot open control segment", name, err);
   }
@@ -220,7 +239,7 @@ std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure,
   if (!remove_stale(seg->name_, seg->is_file_, id, failure)) return nullptr;
   seg->fd_ = os::create_exclusive(seg->name_, seg->is_file_);
   if (seg->fd_ < 0) {
-    failure = {kExitCantCreat, "cannot create control segment " + seg->name_ + ": " + std::strerror(errno)};
+    failure = {kExitCantCreat, "cannot create control segment " + shown_path(seg->name_) + ": " + std::strerror(errno)};
     return nullptr;
   }
   if (::ftruncate(seg->fd_, sizeof(core::Table)) != 0) {
@@ -231,7 +250,7 @@ std::unique_ptr<Segment> Segment::create(const InstanceId& id, Failure& failure,
   // Storage for every page now: ftruncate() allocates none, and on a full file system (a small
   // /dev/shm, a full run directory) the first write to the table would fault instead.
   if (const int err = ::posix_fallocate(seg->fd_, 0, sizeof(core::Table)); err != 0) {
-    failure = {kExitCantCreat, "cannot allocate control segment " + seg->name_ + ": " + std::strerror(err)};
+    failure = {kExitCantCreat, "cannot allocate control segment " + shown_path(seg->name_) + ": " + std::strerror(err)};
     os::remove_name(seg->name_, seg->is_file_);
     return nullptr;
   }
@@ -253,7 +272,7 @@ std::unique_ptr<Segment> Segment::attach(const InstanceId& id, Failure& failure,
   seg->id_ = id;
   seg->is_file_ = id.use_mmap;
   seg->name_ = os::segment_name(id);
-  trace_line(trace, std::string("attach: ") + (seg->is_file_ ? "mapped file " : "shared memory ") + seg->name_);
+  trace_line(trace, std::string("attach: ") + (seg->is_file_ ? "mapped file " : "shared memory ") + shown_path(seg->name_));
   seg->fd_ = open_for_attach(seg->name_, seg->is_file_, id, failure);
   if (seg->fd_ < 0) return nullptr;
   struct stat st{};

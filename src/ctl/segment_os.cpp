@@ -38,18 +38,36 @@ std::string segment_name(const InstanceId& id) {
 }
 
 bool ensure_run_directory(const std::string& dir, Failure& failure) {
+  const std::string shown = shown_path(dir);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    failure = {kExitCantCreat, "cannot create run directory " + dir + ": " + std::strerror(errno)};
+    failure = {kExitCantCreat, "cannot create run directory " + shown + ": " + std::strerror(errno)};
     return false;
   }
   struct stat st{};
   if (::lstat(dir.c_str(), &st) != 0) {
-    failure = {kExitCantCreat, "cannot use run directory " + dir + ": " + std::strerror(errno)};
+    failure = {kExitCantCreat, "cannot use run directory " + shown + ": " + std::strerror(errno)};
     return false;
   }
-  // A directory someone else owns or may write could hold a planted file or symlink.
-  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    failure = {kExitCantCreat, "unsafe run directory " + dir + ": not a directory of this user, or writable by others"};
+  // A directory someone else owns or may write could hold a planted file or symlink. The
+  // message says which of these it is (it said all three at once).
+  std::string problem;
+  if (S_ISLNK(st.st_mode)) {
+    problem = "a symbolic link";
+  } else if (!S_ISDIR(st.st_mode)) {
+    problem = "not a directory";
+  } else if (st.st_uid != ::geteuid()) {
+    problem = "owned by uid " + std::to_string(st.st_uid) + ", not by this user (uid " + std::to_string(::geteuid()) + ")";
+  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    problem = "writable by its group or others";
+  }
+  if (!problem.empty()) {
+    failure = {kExitCantCreat, "unsafe run directory " + shown + ": " + problem};
+    return false;
+  }
+  // Ours but without write or search permission, or on a read-only file system: said of the
+  // directory (it was "cannot replace control segment DIR/balance.PORT", of a file not there).
+  if (::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    failure = {kExitCantCreat, "cannot use run directory " + shown + ": " + std::strerror(errno)};
     return false;
   }
   return true;

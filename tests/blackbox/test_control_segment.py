@@ -8,6 +8,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 
 import pytest
 
@@ -305,3 +306,74 @@ def test_a_truncated_segment_with_no_room_to_write_it_anew_ends_the_master(backe
     h.assert_no_sanitizer_report(err)
     assert (proc.returncode, err) == (73, f"control segment of balance on port {port} was truncated by another "
                                           "process and there is no room to write it anew, exiting.\n")
+
+
+def _run_dir_cases(base):
+    """(id, BALANCE_RUNDIR, expected one-line message of `balance -f -M`) for run directories
+    a master cannot use; `base` is a directory of this user."""
+    regular = os.path.join(base, "file")
+    open(regular, "w").close()
+    os.mkdir(os.path.join(base, "dir"), 0o700)
+    os.symlink(os.path.join(base, "dir"), os.path.join(base, "link"))
+    os.symlink(os.path.join(base, "none"), os.path.join(base, "dangling"))
+    newline = os.path.join(base, "no\nsuch", "run")
+    too_long = os.path.join(base, "d" * 300)
+    return [
+        ("regular-file", regular, f"unsafe run directory {regular}: not a directory"),
+        ("symlink-to-dir", os.path.join(base, "link"), f"unsafe run directory {base}/link: a symbolic link"),
+        ("dangling-symlink", os.path.join(base, "dangling"), f"unsafe run directory {base}/dangling: a symbolic link"),
+        ("newline", newline, f"cannot create run directory {base}/no\\x0Asuch/run: No such file or directory"),
+        ("name-too-long", too_long, f"cannot create run directory {base}/{'d' * (199 - len(base))}...: "
+                                    "File name too long"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5), ids=["regular-file", "symlink-to-dir", "dangling-symlink", "newline",
+                                                 "name-too-long"])
+def test_an_unusable_run_directory_is_named_in_one_line(backends, tmp_path, case):
+    """BALANCE_RUNDIR naming something a master cannot use with -M: exit 73 and one line that
+    says what is wrong with it, the path shown with its control bytes escaped and cut (a
+    newline in it split the message in two, and a regular file or a symbolic link were all
+    'not a directory of this user, or writable by others'). `-c show -M` finds no master."""
+    srv = backends(h.EchoServer())
+    _, rundir, message = _run_dir_cases(str(tmp_path))[case]
+    port = h.free_port()
+    result = h.run(["-f", "-M", port, srv.address], rundir=rundir)
+    assert (result.rc, result.stdout, result.stderr) == (73, "", message + "\n")
+    shown = h.run(["-M", "-c", "show", port], rundir=rundir)
+    assert shown.rc in (69, 71) and shown.stderr.count("\n") == 1, shown
+
+
+@pytest.mark.skipif(not _nobody_can_run_binary(), reason="needs root, setpriv and user nobody")
+@pytest.mark.parametrize("via", ["BALANCE_RUNDIR", "XDG_RUNTIME_DIR"])
+@pytest.mark.parametrize("mode", [0o500, 0o600], ids=["no-write", "no-search"])
+def test_a_run_directory_without_permission_is_named(backends, mode, via):
+    """A run directory of the user without write or search permission (or an XDG_RUNTIME_DIR
+    above it): the master says the run directory cannot be used or made (it said 'cannot replace
+    control segment DIR/balance.PORT', a file that was not there), and `-c show` says the
+    segment cannot be opened (exit 77; it said the instance belonged to another user)."""
+    srv = backends(h.EchoServer())
+    base = tempfile.mkdtemp(prefix="balance-bb-nobody-")  # in /tmp: pytest's own is root's only
+    try:
+        os.chmod(base, 0o755)
+        rundir = os.path.join(base, "run")
+        os.mkdir(rundir)
+        os.chown(rundir, pwd.getpwnam("nobody").pw_uid, -1)
+        os.chmod(rundir, mode)
+        port = h.free_port()
+        setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        env = {k: v for k, v in os.environ.items() if k not in ("BALANCE_RUNDIR", "XDG_RUNTIME_DIR")}
+        env[via] = rundir
+        start = subprocess.run(setpriv + [h.BALANCE_BIN, "-f", "-M", str(port), srv.address], env=env,
+                               capture_output=True, timeout=h.scaled(20))
+        made = "use" if via == "BALANCE_RUNDIR" else "create"
+        if via == "XDG_RUNTIME_DIR":
+            rundir += "/balance"
+        assert (start.returncode, start.stderr.decode()) == (73, f"cannot {made} run directory {rundir}: Permission denied\n")
+        show = subprocess.run(setpriv + [h.BALANCE_BIN, "-M", "-c", "show", str(port)], env=env,
+                              capture_output=True, timeout=h.scaled(20))
+        expected = ((69, NO_MASTER) if mode & 0o100 else
+                    (77, f"cannot open control segment {rundir}/balance.{port}: Permission denied\n"))
+        assert (show.returncode, show.stderr.decode()) == expected
+    finally:
+        shutil.rmtree(base)
