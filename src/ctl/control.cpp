@@ -69,8 +69,10 @@ int carry_out_kill(Segment& segment) {
 
 bool blank(const std::string& line) { return line.find_first_not_of(" \t\r\n\v\f") == std::string::npos; }
 
-// The shell's read-execute loop; returns the exit code.
-int shell_loop(Segment& segment, Input& input) {
+// The shell's read-execute loop; returns the exit code. `master` is the PID the banner showed:
+// when an upgrade (SIGUSR2) has handed the instance to a new master since, the next command's
+// answer is preceded by the new PID, in the banner's words.
+int shell_loop(Segment& segment, Input& input, pid_t master) {
   Executor executor = make_executor(segment);
   Session session;
   std::string line;
@@ -81,9 +83,16 @@ int shell_loop(Segment& segment, Input& input) {
       if (!write_stdout("line too long\n")) return kExitIoErr;
       continue;
     }
-    if (!blank(line) && segment.live_master(false) == 0) {
-      print_error(no_master_failure().message);
-      return kExitUnavailable;
+    if (!blank(line)) {
+      const pid_t now = segment.live_master(false);
+      if (now == 0) {
+        print_error(no_master_failure().message);
+        return kExitUnavailable;
+      }
+      if (now != master && !write_stdout("PID of master process is now " + std::to_string(now) + "\n")) {
+        return kExitIoErr;
+      }
+      master = now;
     }
     const Reply reply = executor.execute(line, session);
     if (!write_stdout(reply.out)) return kExitIoErr;
@@ -110,11 +119,12 @@ int run_shell(const cli::Config& config) {
   int exit_code = kExitOk;
   const auto segment = attach_or_report(config, exit_code);
   if (!segment) return exit_code;
+  const pid_t master = segment->live_master(false);
   const std::string banner = std::string("balance ") + kVersion + " interactive command shell\n" +
-                             "PID of master process is " + std::to_string(segment->live_master(false)) + "\n";
+                             "PID of master process is " + std::to_string(master) + "\n";
   if (!write_stdout(banner)) return kExitIoErr;
   const auto input = ::isatty(STDIN_FILENO) ? terminal_input() : stream_input(STDIN_FILENO);
-  return shell_loop(*segment, *input);
+  return shell_loop(*segment, *input, master);
 }
 
 }  // namespace balance::ctl

@@ -3,6 +3,7 @@ place (SIGUSR2) under continuous traffic with every byte checked and the shared 
 
 import hashlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -20,15 +21,16 @@ def echo_roundtrip(sock, payload):
     return h.recv_exact(sock, len(payload))
 
 
-def test_graceful_stop_lets_live_connections_finish(start_balance, backends):
-    """After SIGTERM new clients are refused, a connection in flight still completes its
-    exchange, and balance exits 0 as soon as it is done (well within --grace)."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["SIGTERM", "SIGQUIT"])
+def test_graceful_stop_lets_live_connections_finish(start_balance, backends, sig):
+    """After SIGTERM (or SIGQUIT, balance(1)) new clients are refused, a connection in flight
+    still completes its exchange, and balance exits 0 as soon as it is done (well within --grace)."""
     srv = backends(h.EchoServer())
     port = h.free_port()
     b = start_balance(port, [srv.address], opts=["--grace", "30"])
     live = h.connect(port)
     assert echo_roundtrip(live, b"before") == b"before"
-    b.proc.send_signal(signal.SIGTERM)
+    b.proc.send_signal(sig)
 
     def refused():
         try:
@@ -387,6 +389,44 @@ def test_a_replaced_master_stops_checking_the_channels(start_balance, backends, 
     assert b.ctl("show").rc == 0
     r = b.ctl("kill")
     assert r.rc == 0 and r.stdout == "shutdown complete, exiting.\n"
+    h.wait_for(lambda: not h.pid_alive(new_pid), 15, "the new master to stop")
+
+
+def test_the_shell_names_the_new_master_after_an_upgrade(start_balance, backends, successors):
+    """A -i shell attached before an upgrade stays attached to the instance; its next command
+    is answered by the new master's table, preceded once by the new PID in the banner's words."""
+    srv = backends(h.EchoServer())
+    b = start_balance(h.free_port(), [srv.address], opts=["--grace", "30"])
+    shell = subprocess.Popen([h.BALANCE_BIN, "-i", str(b.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=h._env(b.rundir, None), start_new_session=True)
+    try:
+        prompt = b"balance[0] "
+        out = b""
+        shell.stdin.write(b"show\n")
+        shell.stdin.flush()
+        deadline = time.monotonic() + h.scaled(10)
+        while out.count(prompt) < 2 and time.monotonic() < deadline:  # the show, and the next prompt
+            # wait with a bound: a read alone would block for ever on a shell that says nothing
+            if select.select([shell.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                out += os.read(shell.stdout.fileno(), 4096)  # unbuffered: nothing left unseen by select
+        assert out.startswith(b"balance ") and out.count(prompt) == 2, out
+        assert f"PID of master process is {b.pid}\n".encode() in out
+        b.proc.send_signal(signal.SIGUSR2)
+        new_pid = new_master(b, [b.pid], "a new master to take over")
+        successors.append(new_pid)
+        rest, err = shell.communicate(b"show\nshow\nquit\n", timeout=h.scaled(10))
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+    assert shell.returncode == 0 and err == b"", (shell.returncode, err)
+    announce = f"PID of master process is now {new_pid}\n".encode()
+    assert rest.startswith(announce) and rest.count(b"PID of master") == 1, rest
+    shows = rest[len(announce):].split(prompt)
+    assert len(shows) == 3 and shows[0] == shows[1] and shows[2] == b"", rest  # show, show, quit
+    assert str(srv.port).encode() in shows[0], rest
+    assert b.wait_exit(30) == 0, "the old master did not drain and exit"
+    assert b.ctl("kill").rc == 0
     h.wait_for(lambda: not h.pid_alive(new_pid), 15, "the new master to stop")
 
 
