@@ -17,7 +17,10 @@ Worker::~Worker() {
   stop_and_join();
 }
 
+// The acceptors (each with its spare descriptor) are made here, before the thread: once every
+// worker is started the process holds all it needs to serve, and says READY=1.
 void Worker::start() {
+  for (int fd : listen_fds_) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd));
   thread_ = std::thread([this] { run(); });
   ::pthread_setname_np(thread_.native_handle(), ("worker " + std::to_string(id_)).c_str());  // top -H, ps -L
 }
@@ -29,7 +32,6 @@ void Worker::stop_and_join() {
 }
 
 void Worker::run() {
-  for (int fd : listen_fds_) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd));
   loop_.run();
   acceptors_.clear();
   // What is left when the loop stops is cut off: each session logs it and gives its slot back.

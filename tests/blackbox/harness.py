@@ -140,11 +140,26 @@ def have_ipv6() -> bool:
     return _ipv6_cache
 
 
+_ports_given: set = set()
+
+
 def free_port() -> int:
-    """A TCP port currently free for IPv4 and IPv6 on all addresses (bind port 0, read, close).
+    """A TCP port currently free for IPv4 and IPv6 on all addresses (bind port 0, read, close),
+    and never given before in this run: a port one test holds as closed (see closed_port) is
+    not given to another to listen on.
 
     The port was never listened on, so until someone binds it a connect to it is refused.
     """
+    for _ in range(1000):
+        port = _bound_port_zero()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise AssertionError("no TCP port left that this run has not given out already")
+
+
+def _bound_port_zero() -> int:
+    """The port the kernel picks for a bind to port 0 (then closed)."""
     if have_ipv6():
         s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         try:
@@ -374,6 +389,43 @@ def ctl(port: int, cmd: str, rundir: Optional[str] = None, extra_args: Sequence[
     return run(list(extra_args) + ["-c", cmd, str(port)], timeout=timeout, rundir=rundir)
 
 
+class _ReadyListener:
+    """A NOTIFY_SOCKET (abstract unix datagram socket) on which Balance.start() hears READY=1.
+
+    Listening is not being set up: balance binds its listeners first, then opens its control
+    segment and starts its logger, --metrics server and worker threads (event loops, spare
+    descriptors); it says READY=1 once it has started them all. A descriptor baseline taken in
+    between missed the descriptors that came after, so a test waiting for the count to come
+    back to it waited in vain (ASan build next to two CPU hogs: 16 starts in 40 counted short at
+    "listening", 0 in 40 at READY=1). Closed once start() returns: what balance sends later (an upgrade's messages) is
+    refused, which it ignores.
+    """
+
+    _serial = 0
+
+    def __init__(self):
+        _ReadyListener._serial += 1
+        name = f"balance-bb-{os.getpid()}-{_ReadyListener._serial}-{time.monotonic_ns()}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + name)
+        self.sock.setblocking(False)
+        self.address = "@" + name
+        self._ready = False
+
+    def ready(self) -> bool:
+        """True once READY=1 has arrived (from anyone: the socket is this instance's alone)."""
+        while not self._ready:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            self._ready = "READY=1" in data.decode(errors="replace").splitlines()
+        return self._ready
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Balance:
     """The program under test, started in the foreground: `balance -f OPTS PORT CHANNELS...`.
 
@@ -387,8 +439,9 @@ class Balance:
     The environment gets BALANCE_RUNDIR=<rundir> (a fresh temp dir unless given), stdout and
     stderr go to files in that dir. start() (called by the constructor unless start=False)
     waits until the process holds a LISTEN socket on `port` (read from /proc/net/tcp{,6}; it
-    never connects, so the round-robin cursor is untouched); if the process exits first or the
-    deadline passes, it raises AssertionError with the captured stderr.
+    never connects, so the round-robin cursor is untouched) and, unless `env` brings a
+    NOTIFY_SOCKET of its own, has said READY=1 on one the harness gives it; if the process
+    exits first or the deadline passes, it raises AssertionError with the captured stderr.
     stop() sends SIGTERM, waits, falls back to SIGKILL and returns the exit code. close()
     (used by `with` and the conftest fixture) stops it and asserts no crash and no sanitizer report.
     """
@@ -418,23 +471,35 @@ class Balance:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> "Balance":
-        """Launches the process and waits (bounded) until it listens on self.port."""
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         env=_env(self.rundir, self.env), start_new_session=True)
-        deadline = time.monotonic() + scaled(self.start_timeout)
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.cmd} exited with {self.proc.returncode} before "
-                                     f"listening; stderr:\n{self.stderr()}")
-            if is_listening(self.proc.pid, self.port, self.listen_address):
-                return self
-            if time.monotonic() >= deadline:
-                err = self.stderr()
-                self.stop()
-                raise AssertionError(f"{self.cmd} not listening on port {self.port} after "
-                                     f"{scaled(self.start_timeout):.0f}s; stderr:\n{err}")
-            time.sleep(0.02)
+        """Launches the process and waits (bounded) until it listens on self.port and has said
+        READY=1 (see _ReadyListener): set up, so that a descriptor count taken now is its
+        baseline."""
+        env = dict(self.env or {})
+        ready = None
+        if "NOTIFY_SOCKET" not in env and "BALANCE_UPGRADE" not in env:
+            ready = _ReadyListener()
+            env["NOTIFY_SOCKET"] = ready.address
+        try:
+            with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                             env=_env(self.rundir, env), start_new_session=True)
+            deadline = time.monotonic() + scaled(self.start_timeout)
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.cmd} exited with {self.proc.returncode} before "
+                                         f"listening; stderr:\n{self.stderr()}")
+                if (ready is None or ready.ready()) and \
+                        is_listening(self.proc.pid, self.port, self.listen_address):
+                    return self
+                if time.monotonic() >= deadline:
+                    err = self.stderr()
+                    self.stop()
+                    raise AssertionError(f"{self.cmd} not listening on port {self.port} (or no READY=1) "
+                                         f"after {scaled(self.start_timeout):.0f}s; stderr:\n{err}")
+                time.sleep(0.02)
+        finally:
+            if ready is not None:
+                ready.close()
 
     @property
     def pid(self) -> int:
@@ -1193,14 +1258,25 @@ def channel(port: int, host: str = "127.0.0.1", maxc: Optional[int] = None) -> s
 
 def parse_show(text: str) -> List[dict]:
     """Parses `balance -c show` output rows into dicts with keys
-    grp, type, ch, state, addr, port, c, totalc, maxc, sent, rcvd (ints where numeric)."""
+    grp, type, ch, state, addr, port, c, totalc, maxc, sent, rcvd (ints where numeric), and
+    weight (int) and health when the header has those columns (weights or --check in use).
+    A row that does not have the header's columns fails the test: none is skipped."""
     rows = []
+    extra: List[str] = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 11 or not parts[0].isdigit():
+        if parts[:1] == ["GRP"]:
+            extra = parts[11:]
+            assert parts[:11] == ["GRP", "Type", "#", "S", "ip-address", "port", "c", "totalc", "maxc", "sent",
+                                  "rcvd"] and set(extra) <= {"weight", "health"}, f"unknown show header: {line!r}"
             continue
-        grp, typ, ch, st, addr, port, c, totalc, maxc, sent, rcvd = parts
-        rows.append(dict(grp=int(grp), type=typ, ch=int(ch), state=st, addr=addr, port=int(port),
-                         c=int(c), totalc=int(totalc), maxc=int(maxc), sent=int(sent),
-                         rcvd=int(rcvd)))
+        if not parts or not parts[0].isdigit():
+            continue
+        assert len(parts) == 11 + len(extra), f"show row without the header's {11 + len(extra)} columns: {line!r}"
+        grp, typ, ch, st, addr, port, c, totalc, maxc, sent, rcvd = parts[:11]
+        row = dict(grp=int(grp), type=typ, ch=int(ch), state=st, addr=addr, port=int(port), c=int(c),
+                   totalc=int(totalc), maxc=int(maxc), sent=int(sent), rcvd=int(rcvd))
+        for name, value in zip(extra, parts[11:]):
+            row[name] = int(value) if name == "weight" else value
+        rows.append(row)
     return rows

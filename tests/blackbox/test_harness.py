@@ -20,6 +20,14 @@ def test_free_port_is_refused_and_bindable():
         assert srv.port == port
 
 
+def test_free_port_never_gives_a_port_twice():
+    """free_port() and closed_port() never give the same port twice in a run: a test holding a
+    port as closed must not see another test's server come up on it (500 draws from the ~14,000
+    ports a bind to port 0 picks from would repeat one almost surely)."""
+    ports = [h.free_port() for _ in range(250)] + [h.closed_port() for _ in range(250)]
+    assert len(set(ports)) == len(ports)
+
+
 def test_listen_state_seen_in_proc():
     """A listener of this process shows up in /proc/net/tcp as LISTEN and is attributed to us."""
     with h.EchoServer() as srv:
@@ -123,3 +131,21 @@ def test_wait_for_times_out():
     with pytest.raises(AssertionError, match="never"):
         h.wait_for(lambda: False, 0.2, "never")
     assert time.monotonic() - start < 5 * h.SCALE
+
+
+def test_parse_show_reads_every_row_with_the_optional_columns():
+    """parse_show keeps rows that carry the weight and health columns (before, it skipped them
+    silently, so an assertion over the rows saw none of them), and fails on a row that lacks a
+    column its header names."""
+    plain = ("GRP Type  #   S       ip-address  port    c      totalc maxc        sent        rcvd\n"
+             "  0   RR  0 ENA        127.0.0.1  9101    1           5    0          10          20\n")
+    assert h.parse_show(plain) == [dict(grp=0, type="RR", ch=0, state="ENA", addr="127.0.0.1", port=9101, c=1,
+                                        totalc=5, maxc=0, sent=10, rcvd=20)]
+    both = ("GRP Type  #   S       ip-address  port    c      totalc maxc        sent        rcvd weight health\n"
+            "  0   RR  0 ENA        127.0.0.1  9101    0           0    4           0           0      3     up\n"
+            "  0   RR  1 dis              ::1  9102    0           0    0           0           0      1   down\n")
+    rows = h.parse_show(both)
+    assert [(r["ch"], r["weight"], r["health"]) for r in rows] == [(0, 3, "up"), (1, 1, "down")]
+    assert rows[1]["addr"] == "::1" and rows[1]["state"] == "dis"
+    with pytest.raises(AssertionError):
+        h.parse_show(both.replace("      3     up\n", "\n"))
