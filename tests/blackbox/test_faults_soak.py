@@ -31,7 +31,8 @@ def test_churn_soak_short(binary, tmp_path):
     rc, s = run_soak(tmp_path, "--connections", "20000", "--bytes", "512M", "--seconds", str(h.scaled(100)), *slack)
     figure("soak_short", {k: s.get(k) for k in ("connections", "bytes_up", "bytes_down", "duration_s", "start",
                                                   "warm", "end", "peak_rss_kib", "errors", "by_fate")})
-    assert rc == 0 and s["ok"], json.dumps({k: s.get(k) for k in ("checks", "error_samples", "errors")}, indent=1)
+    assert rc == 0 and s["ok"], json.dumps({k: s.get(k) for k in ("checks", "error_samples", "errors", "start", "warm",
+                                                                 "end", "stderr_tail")}, indent=1)
     assert s["errors"] == 0 and s["connections"] == 20000
     assert s["healthy_ok"] > 15000 and all(n > 0 for n in s["by_fate"].values()), s["by_fate"]
 
