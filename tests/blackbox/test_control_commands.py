@@ -351,3 +351,47 @@ def test_debug_traces_the_attach(inst):
     assert (result.rc, result.stdout) == (0, version_text())
     assert re.search(r"^balance: attach: .*balance\.%d" % inst.port, result.stderr, re.M), result.stderr
     assert "master pid %d" % inst.balance.pid in result.stderr
+
+
+def test_abbreviations_follow_the_classic_tie_order(inst):
+    """Prefixes shared by several commands go to the first of COMPAT.md's tie order (quit, show,
+    help, ?, kill, disable, group, reset, enable, create, assign, maxc, mrtg-bytes, mrtg-conns,
+    version, hash, rr): `c` is create, `a` assign, `m`/`ma` maxc, `mrtg`/`mrtg-` mrtg-bytes,
+    `ha` hash, `s` show, `q`/`qu` quit; a word that is no prefix of a command is a syntax error."""
+    for cmd, out in [
+        ("s", inst.fresh_show()), ("sho", inst.fresh_show()), ("q", ""), ("qu", ""),
+        ("m 1 7", "maxc of channel 1 changed to 7\n"), ("ma 1 10", "maxc of channel 1 changed to 10\n"),
+        ("mrtg 0 0", "0\n0\nUNKNOWN\ngroup 0 channel 0\n"), ("mrtg- 1 0", "0\n0\nUNKNOWN\ngroup 1 channel 0\n"),
+        ("mrtg-c 1 0", "0\nUNKNOWN\nUNKNOWN\ngroup 1 channel 0\n"),
+        ("ha", "group 0 set to hash\n"), ("r", "syntax error\n"), ("rr", "group 0 set to round robin\n"),
+        ("a 0 127.0.0.1 80", "channel must be disabled to assign new address\n"),
+        ("c", "syntax error\n"), ("c 127.0.0.1 {}".format(inst.b2.port), "channel created\n"),
+        ("cr 127.0.0.1 {}".format(inst.b2.port), "channel created\n"),
+        ("shows", "syntax error\n"), ("quitx", "syntax error\n"), ("mrtg-x 0 0", "syntax error\n"),
+        ("??", "syntax error\n"),
+    ]:
+        result = inst.ctl(cmd)
+        assert (result.rc, result.stderr, result.stdout) == (0, "", out), cmd
+    rows = h.parse_show(inst.ctl("show").stdout)
+    assert [(r["grp"], r["ch"], r["state"], r["port"]) for r in rows if r["grp"] == 0] == [
+        (0, 0, "ENA", inst.b1.port), (0, 1, "ENA", inst.b2.port), (0, 2, "dis", inst.b2.port),
+        (0, 3, "dis", inst.b2.port)]
+
+
+def test_reset_keeps_the_live_connection_count(inst):
+    """`reset N` zeroes totalc, sent and rcvd but not c, the connections still open; bytes are
+    counted again from there, sent client->server and rcvd server->client."""
+    def first_row():
+        r = h.parse_show(inst.ctl("show").stdout)[0]
+        return (r["c"], r["totalc"], r["sent"], r["rcvd"])
+    with h.connect(inst.port) as live:
+        assert h.recv_until(live) == b"b1\n"
+        live.sendall(b"hello")
+        assert h.recv_exact(live, 5) == b"hello"
+        h.wait_for(lambda: first_row() == (1, 1, 5, 8), 10, "show to count the open connection")
+        ok(inst.ctl("reset 0"), "channel 0 counters reset\n")
+        assert first_row() == (1, 0, 0, 0)
+        live.sendall(b"abc")
+        assert h.recv_exact(live, 3) == b"abc"
+        h.wait_for(lambda: first_row() == (1, 0, 3, 3), 10, "show to count the bytes after the reset")
+    h.wait_for(lambda: first_row() == (0, 0, 3, 3), 10, "c to drop when the connection ends")

@@ -1,7 +1,9 @@
 """Process behaviour: daemon start (no -f) and a listening port already in use."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 
@@ -129,3 +131,42 @@ def test_a_daemon_with_a_relative_rundir_is_found_from_where_it_was_started(bina
             assert rc == 0 and f"{srv.address.rsplit(':', 1)[0]}" in out, (rc, out, err)
         finally:
             stop_daemon(port, os.path.join(cwd, "rel"))
+
+
+def test_a_daemon_logs_to_syslog(binary, backends, tmp_path):
+    """In the background balance logs to syslog (COMPAT.md): the -a notice that a channel must
+    be re-enabled by hand at priority notice, the -d trace at priority debug, facility daemon.
+    Run in a private mount namespace whose /dev/log is a socket of this test's."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private /dev/log")
+    srv = backends(h.NameServer("x"))
+    port = h.free_port()
+    rundir = str(tmp_path / "run")
+    log_path = str(tmp_path / "log")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(log_path)
+    private_dev = "mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3"
+    unshare = ["unshare", "-m", "--propagation", "private", "sh", "-c"]
+    probe = subprocess.run(unshare + [private_dev], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=h.scaled(30))
+    if probe.returncode != 0:
+        pytest.skip(f"no private /dev here: {probe.stderr.decode(errors='replace').strip()}")
+    script = (f"{private_dev} && ln -s {log_path} /dev/log && exec {h.BALANCE_BIN} -M -a -d {port} "
+              f"{h.channel(h.closed_port())} {srv.address}")
+    try:
+        rc = subprocess.run(unshare + [script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            env=h._env(rundir, None), timeout=h.scaled(30)).returncode
+        assert rc == 0
+        assert h.ask_name(port) == "x"
+        sink.settimeout(h.scaled(10))
+        lines = []
+        while not any("re-enable it by hand" in line for line in lines) or \
+                not any("connected to" in line for line in lines):
+            lines.append(sink.recv(65536).decode(errors="replace"))  # socket.timeout fails the test
+        daemon_notice, daemon_debug = "<29>", "<31>"  # LOG_DAEMON | LOG_NOTICE, LOG_DAEMON | LOG_DEBUG
+        assert [line[:4] for line in lines if "re-enable it by hand" in line] == [daemon_notice], lines
+        assert all(line.startswith(daemon_debug) for line in lines if "connected to" in line), lines
+        assert all(" balance[" in line for line in lines), lines
+    finally:
+        h.run(["-M", "-c", "kill", str(port)], rundir=rundir, timeout=30)
+        sink.close()

@@ -1,6 +1,9 @@
 """The data path (COMPAT.md, "Data transfer"): integrity, half-close, resets, -T, urgent data."""
 
+import ctypes
+import errno
 import hashlib
+import os
 import socket
 import threading
 
@@ -276,3 +279,66 @@ def test_urgent_bytes_in_quick_succession_lose_no_byte(start_balance, backends):
         if got != b"aaaaXbbbbYcccc":
             wrong.append((i, got))
     assert not wrong, f"{len(wrong)} of 20 connections: {wrong[:3]}"
+
+
+SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
+
+
+def sockets_of(pid):
+    """Duplicates of the TCP sockets of process `pid` (pidfd_getfd(2)): {fd number: socket}.
+    Skips the test where the kernel or the sandbox does not offer pidfd_getfd."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    found = {}
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue  # closed meanwhile
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:
+                err = ctypes.get_errno()
+                if err in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+                    for s in found.values():
+                        s.close()
+                    pytest.skip(f"pidfd_getfd unavailable here: {os.strerror(err)}")
+                continue  # closed meanwhile
+            s = socket.socket(fileno=fd)
+            if s.family in (socket.AF_INET, socket.AF_INET6) and s.type == socket.SOCK_STREAM:
+                found[int(name)] = s
+            else:
+                s.close()
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def test_socket_options_of_the_listener_and_both_sides(start_balance, backends):
+    """TCP_NODELAY and SO_KEEPALIVE on both sockets of a proxied connection, SO_REUSEADDR on
+    the listener (COMPAT.md, "Data transfer")."""
+    srv = backends(h.NameServer("x"))
+    port = h.free_port()
+    bal = start_balance(port, [srv.address], opts=["--threads", "1"])
+    with h.connect(port) as client:
+        assert h.recv_until(client) == b"x\n"
+        socks = sockets_of(bal.pid)
+        try:
+            def peer_port(s):
+                try:
+                    return s.getpeername()[1]
+                except OSError:
+                    return None  # a listener
+            listeners = [s for s in socks.values() if peer_port(s) is None]
+            to_client = [s for s in socks.values() if s.getsockname()[1] == port and peer_port(s) is not None]
+            to_server = [s for s in socks.values() if peer_port(s) == srv.port]
+            assert (len(listeners) >= 1, len(to_client), len(to_server)) == (True, 1, 1), socks
+            for s in listeners:
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+            for s in to_client + to_server:
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, s
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1, s
+        finally:
+            for s in socks.values():
+                s.close()

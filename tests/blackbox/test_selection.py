@@ -166,3 +166,36 @@ def test_self_referencing_man_page_example(start_balance):
     with h.connect(port) as c:
         assert h.expect_closed(c, 60) in ("eof", "reset")
     assert bal.alive()
+
+
+def test_every_channel_tried_counts_in_its_totalc(start_balance, backends):
+    """Each channel tried counts in its totalc, the refusing ones too, and c goes back to 0 on
+    every one of them (COMPAT.md: a failed connect decrements c; each channel tried counts)."""
+    a = backends(h.NameServer("a"))
+    b = backends(h.NameServer("b"))
+    refusing = h.closed_port()
+    port = h.free_port()
+    bal = start_balance(port, [h.channel(refusing), a.address, b.address])
+    assert names_of(port, 4) == ["a", "b", "a", "b"]  # the refusing channel is tried twice
+    want = [(0, refusing, 2), (1, a.port, 2), (2, b.port, 2)]
+    h.wait_for(lambda: [(r["ch"], r["port"], r["totalc"]) for r in h.parse_show(bal.ctl("show").stdout)
+                        if r["c"] == 0] == want, 10, "show to count every try and no live connection")
+
+
+def test_counts_are_taken_before_the_connect_answers(start_balance, backends):
+    """The chosen channel's c and totalc go up before connecting: while the connect to a channel
+    that does not answer is pending, show has c 1 and totalc 1 for it; after the timeout (the
+    default 5 s, a window wide enough for a slow sanitizer build to look) c is back to 0 and the
+    client is served by the next channel."""
+    bh = backends(h.BlackholeServer())
+    good = backends(h.NameServer("good"))
+    port = h.free_port()
+    bal = start_balance(port, [bh.address, good.address])
+
+    def counts():
+        return [(r["c"], r["totalc"]) for r in h.parse_show(bal.ctl("show").stdout)]
+    with h.connect(port) as client:
+        h.wait_for(lambda: counts() == [(1, 1), (0, 0)], 10, "the pending connect to be counted")
+        assert h.recv_until(client, b"\n", timeout=20) == b"good\n"
+        h.wait_for(lambda: counts() == [(0, 1), (1, 1)], 10, "the failed try to give back its c")
+    assert bh.verify_full(), "blackhole queue drained; test setup invalid"
