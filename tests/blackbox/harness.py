@@ -389,7 +389,7 @@ def ctl(port: int, cmd: str, rundir: Optional[str] = None, extra_args: Sequence[
     return run(list(extra_args) + ["-c", cmd, str(port)], timeout=timeout, rundir=rundir)
 
 
-class _ReadyListener:
+class ReadyListener:
     """A NOTIFY_SOCKET (abstract unix datagram socket) on which Balance.start() hears READY=1.
 
     Listening is not being set up: balance binds its listeners first, then opens its control
@@ -404,8 +404,8 @@ class _ReadyListener:
     _serial = 0
 
     def __init__(self):
-        _ReadyListener._serial += 1
-        name = f"balance-bb-{os.getpid()}-{_ReadyListener._serial}-{time.monotonic_ns()}"
+        ReadyListener._serial += 1
+        name = f"balance-bb-{os.getpid()}-{ReadyListener._serial}-{time.monotonic_ns()}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("\0" + name)
         self.sock.setblocking(False)
@@ -472,12 +472,12 @@ class Balance:
 
     def start(self) -> "Balance":
         """Launches the process and waits (bounded) until it listens on self.port and has said
-        READY=1 (see _ReadyListener): set up, so that a descriptor count taken now is its
+        READY=1 (see ReadyListener): set up, so that a descriptor count taken now is its
         baseline."""
         env = dict(self.env or {})
         ready = None
         if "NOTIFY_SOCKET" not in env and "BALANCE_UPGRADE" not in env:
-            ready = _ReadyListener()
+            ready = ReadyListener()
             env["NOTIFY_SOCKET"] = ready.address
         try:
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:

@@ -49,11 +49,11 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "blackbox"))
+import harness  # noqa: E402  (ReadyListener, SANITIZER_MARKERS)
 HEADER = struct.Struct("<2sBBII")  # magic, mode, reserved, k, size
 MAGIC = b"SK"
 MODES = {"echo": 1, "slow": 2, "partial": 3, "be-reset": 4}
-# What a sanitized balance writes on stderr when it finds an error (as tests/blackbox/harness.py).
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
 FATES = [("echo", 80), ("slow", 4), ("partial", 4), ("be-reset", 4), ("cl-reset", 4), ("vanish", 4)]
 HEALTHY = {"echo", "slow", "partial"}
 BLOCK_SIZE = 16 << 20      # the random bytes payloads are cut from
@@ -497,25 +497,6 @@ def listening(pid, port):
     return False
 
 
-def notify_socket():
-    """An abstract unix datagram socket for balance's NOTIFY_SOCKET, and its address."""
-    name = f"balance-soak-{os.getpid()}-{time.monotonic_ns()}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind("\0" + name)
-    return sock, "@" + name
-
-
-def said_ready(sock, timeout):
-    """Waits up to `timeout` seconds for READY=1 on `sock`."""
-    sock.settimeout(timeout)
-    try:
-        while True:
-            if "READY=1" in sock.recv(4096).decode(errors="replace").splitlines():
-                return True
-    except (TimeoutError, socket.timeout):
-        return False
-
-
 def ctl(binary, env, args, stdin=None):
     return subprocess.run([binary, *args], env=env, input=stdin, capture_output=True, timeout=30)
 
@@ -577,7 +558,8 @@ def main():
     env = dict(os.environ, BALANCE_RUNDIR=rundir)
     # balance listens before it has opened all it serves with (control segment, threads, spare
     # descriptors); it says READY=1 once it has: the descriptor baseline is taken after that.
-    ready_sock, env["NOTIFY_SOCKET"] = notify_socket()
+    ready = harness.ReadyListener()
+    env["NOTIFY_SOCKET"] = ready.address
     a, b = backends[0][2], backends[1][2]
     cmd = [args.balance, "-f", "--threads", "2", "-t", "2", "-T", "30", str(port),
            f"127.0.0.1:{a}", f"127.0.0.1:{refused}", f"127.0.0.1:{b}", "!", f"127.0.0.1:{b}"]
@@ -589,13 +571,11 @@ def main():
                "target_bytes": args.bytes, "seed": args.seed}
     ok = True
     try:
-        while not listening(bal.pid, port):
+        while not (ready.ready() and listening(bal.pid, port)):
             if bal.poll() is not None or time.monotonic() > t_start + 20:
-                raise SystemExit(f"balance did not start: {open(err_path).read()}")
+                raise SystemExit(f"balance did not start (listening, READY=1): {open(err_path).read()}")
             time.sleep(0.02)
-        if not said_ready(ready_sock, max(1.0, t_start + 20 - time.monotonic())):
-            raise SystemExit(f"balance listens but did not say READY=1: {open(err_path).read()}")
-        ready_sock.close()
+        ready.close()
         env.pop("NOTIFY_SOCKET")  # the control commands run below are not balance's service
         summary["start"] = balance_figures(bal.pid)
         chatter = Chatter(args.balance, env, port)
@@ -701,7 +681,7 @@ def main():
     # descriptors of the symbolizer it started).
     with open(err_path, errors="replace") as f:
         err_text = f.read()
-    reports = [m for m in SANITIZER_MARKERS if m in err_text]
+    reports = [m for m in harness.SANITIZER_MARKERS if m in err_text]
     checks["stopped cleanly, no sanitizer report"] = bal.returncode == 0 and not reports
     if not checks["stopped cleanly, no sanitizer report"]:
         summary["stderr_tail"] = err_text[-4000:]
