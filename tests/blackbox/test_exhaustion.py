@@ -13,7 +13,7 @@ import time
 import pytest
 
 import harness as h
-from test_faults_support import (Chatter, Outcome, assert_settled, cpu_seconds, exchange, figure, run_clients,
+from faults_support import (Chatter, Outcome, assert_settled, cpu_seconds, exchange, figure, run_clients,
                                  show_rows)
 
 NOFILE = 64  # soft = hard: balance raises its soft limit to the hard one at start-up

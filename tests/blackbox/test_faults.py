@@ -13,7 +13,7 @@ import time
 import pytest
 
 import harness as h
-from test_faults_support import (MiB, Chatter, FlappingServer, KillableEchoServer, NeverReadServer, Outcome,
+from faults_support import (MiB, Chatter, FlappingServer, KillableEchoServer, NeverReadServer, Outcome,
                                  PartialReplyServer, ResetServer, Streamer, assert_settled, exchange,
                                  figure, lingering_sockets, rss_kib, run_clients)
 

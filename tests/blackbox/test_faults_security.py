@@ -9,7 +9,7 @@ import signal
 import socket
 
 import harness as h
-from test_faults_support import figure, io_wchar
+from faults_support import figure, io_wchar
 
 MiB = 1 << 20
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import harness as h
-from test_faults_support import figure
+from faults_support import figure
 
 SOAK = os.path.join(h.REPO_ROOT, "tests", "soak", "soak.py")
 

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 import harness as h
-from test_faults_support import rss_kib
+from faults_support import rss_kib
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
