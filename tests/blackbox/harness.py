@@ -14,7 +14,7 @@ Public API (stable; test_control_*.py imports it):
     wait_for(pred, timeout, what)   poll pred() until truthy; AssertionError naming `what` if not
 
   Ports and processes
-    free_port()         a TCP port free on loopback for IPv4 and IPv6 (never listened on)
+    free_port()         a TCP port below the ephemeral range, free for IPv4 and IPv6 (never listened on)
     closed_port()       alias of free_port(): a port where a connect is refused
     have_ipv6()         True if ::1 is usable
     Balance(...)        the program in the foreground (-f); see its docstring
@@ -140,37 +140,65 @@ def have_ipv6() -> bool:
     return _ipv6_cache
 
 
-_ports_given: set = set()
+_port_cursor: Optional[int] = None
+
+# Ports handed out by free_port() lie below the kernel's ephemeral range, where no outgoing
+# connection and no bind to port 0 (the helper servers' listeners) can take one between the
+# moment it is given and the moment balance binds it, or while a test holds it as closed.
+PORTS_FROM = 10000
+
+
+def _port_block() -> tuple:
+    """The ports [first, end) this process may hand out. ctest runs the black-box files side by
+    side, each told its share by BALANCE_TEST_PORT_SHARD=i/n: block i of n equal blocks of the
+    range below the ephemeral ports, so two files never hand out the same port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            end = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        end = 32768
+    shard = os.environ.get("BALANCE_TEST_PORT_SHARD", "")
+    m = re.fullmatch(r"(\d+)/(\d+)", shard)
+    if shard and not (m and int(m.group(1)) < int(m.group(2))):
+        raise AssertionError(f"BALANCE_TEST_PORT_SHARD={shard!r}: expected i/n with i < n")
+    index, count = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
+    size = (end - PORTS_FROM) // count
+    if size < 64:
+        raise AssertionError(f"{size} ports per shard below {end}: too few for the tests")
+    return PORTS_FROM + index * size, PORTS_FROM + (index + 1) * size
+
+
+def _port_bindable(port: int) -> bool:
+    """True if nothing holds `port` on any address, IPv4 and (where usable) IPv6."""
+    family, host = (socket.AF_INET6, "::") if have_ipv6() else (socket.AF_INET, "0.0.0.0")
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A TCP port currently free for IPv4 and IPv6 on all addresses (bind port 0, read, close),
-    and never given before in this run: a port one test holds as closed (see closed_port) is
-    not given to another to listen on.
+    """A TCP port currently free for IPv4 and IPv6 on all addresses, and never given before in
+    this run (the ports are taken in order from this process's block below the ephemeral range,
+    see _port_block): a port one test holds as closed (see closed_port) is not given to another
+    to listen on.
 
     The port was never listened on, so until someone binds it a connect to it is refused.
     """
-    for _ in range(1000):
-        port = _bound_port_zero()
-        if port not in _ports_given:
-            _ports_given.add(port)
+    global _port_cursor
+    first, end = _port_block()
+    if _port_cursor is None:
+        _port_cursor = first
+    while _port_cursor < end:
+        port = _port_cursor
+        _port_cursor += 1
+        if _port_bindable(port):
             return port
-    raise AssertionError("no TCP port left that this run has not given out already")
-
-
-def _bound_port_zero() -> int:
-    """The port the kernel picks for a bind to port 0 (then closed)."""
-    if have_ipv6():
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        try:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind(("::", 0))
-            return s.getsockname()[1]
-        finally:
-            s.close()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
+    raise AssertionError(f"no TCP port left in {first}-{end - 1} that this run has not given out")
 
 
 def closed_port() -> int:

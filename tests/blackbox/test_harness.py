@@ -3,6 +3,8 @@
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -22,10 +24,36 @@ def test_free_port_is_refused_and_bindable():
 
 def test_free_port_never_gives_a_port_twice():
     """free_port() and closed_port() never give the same port twice in a run: a test holding a
-    port as closed must not see another test's server come up on it (500 draws from the ~14,000
-    ports a bind to port 0 picks from would repeat one almost surely)."""
-    ports = [h.free_port() for _ in range(250)] + [h.closed_port() for _ in range(250)]
+    port as closed must not see another test's server come up on it."""
+    ports = [h.free_port() for _ in range(100)] + [h.closed_port() for _ in range(100)]
     assert len(set(ports)) == len(ports)
+
+
+def _ports_of_shard(shard, count=3):
+    """The first `count` ports free_port() gives in a fresh interpreter told its shard."""
+    code = f"import harness; print(*[harness.free_port() for _ in range({count})])"
+    env = dict(os.environ, BALANCE_TEST_PORT_SHARD=shard)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(h.__file__), env=env,
+                          capture_output=True, text=True, timeout=30)
+    return proc.returncode, [int(p) for p in proc.stdout.split()], proc.stderr
+
+
+def test_port_shards_are_disjoint_and_below_the_ephemeral_range():
+    """ctest runs the black-box files side by side, each with BALANCE_TEST_PORT_SHARD=i/n: the
+    shards' ports lie in disjoint blocks, all below the ports the kernel picks for outgoing
+    connections and binds to port 0; a malformed share is refused with a clear message."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    blocks = []
+    for i in range(3):
+        rc, ports, err = _ports_of_shard(f"{i}/3")
+        assert rc == 0, err
+        assert len(ports) == 3 and all(h.PORTS_FROM <= p < ephemeral_low for p in ports), ports
+        blocks.append(ports)
+    assert max(blocks[0]) < min(blocks[1]) and max(blocks[1]) < min(blocks[2]), blocks
+    for bad in ("3/3", "x", "1/0"):
+        rc, _, err = _ports_of_shard(bad, count=1)
+        assert rc != 0 and f"BALANCE_TEST_PORT_SHARD={bad!r}: expected i/n with i < n" in err
 
 
 def test_listen_state_seen_in_proc():
