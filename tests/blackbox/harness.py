@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -148,8 +149,9 @@ _port_cursor: Optional[int] = None
 PORTS_FROM = 10000
 
 
+@functools.cache
 def _port_block() -> tuple:
-    """The ports [first, end) this process may hand out. ctest runs the black-box files side by
+    """The ports [first, end) this process may hand out (read once). ctest runs the black-box files side by
     side, each told its share by BALANCE_TEST_PORT_SHARD=i/n: block i of n equal blocks of the
     range below the ephemeral ports, so two files never hand out the same port."""
     try:
