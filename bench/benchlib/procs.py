@@ -110,6 +110,14 @@ def tcp_segments_sent():
     return int(lines[1][lines[0].index("OutSegs")])
 
 
+def machine_busy_seconds():
+    """CPU time the whole machine has spent busy so far, over all CPUs: user, nice, system, irq
+    and softirq of /proc/stat (guest time is inside user; idle, iowait and steal are not busy)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
 def session_pss_kib(sid):
     """Proportional set size summed over the session's processes, in KiB."""
     total = 0

@@ -10,8 +10,14 @@ ROWS = [
     ("cpu_us", "proxy CPU per connection (µs)", "low", "{:.0f}", ("<=", 0.8)),
     ("conn_segs", "TCP segments per connection, both sides (OutSegs; no goal)", "low", "{:.1f}",
      ("info", None)),
+    ("conn_machine_us", "machine CPU per connection, every process (µs; no goal)", "low",
+     "{:.0f}", ("info", None)),
     ("ka_rps", "keep-alive requests/s (wrk -t1 -c{wrk_c} -d{wrk_d}s)", "high", "k", (">=", 1.1)),
     ("ka_p99_ms", "p99 latency, keep-alive (ms)", "low", "{:.2f}", ("<=", 1.0)),
+    ("ka_cpu_us", "proxy CPU per keep-alive request (µs; no goal)", "low", "{:.1f}",
+     ("info", None)),
+    ("ka_machine_us", "machine CPU per keep-alive request, every process (µs; no goal)", "low",
+     "{:.1f}", ("info", None)),
     ("bulk1_gbps", "one bulk stream, Gbit/s (iperf3 -t {iperf_t})", "high", "{:.1f}", (">=", 1.1)),
     ("bulk4_gbps", "four bulk streams, Gbit/s (iperf3 -P 4)", "high", "{:.1f}", (">=", 1.2)),
     ("mem_kib", "memory per idle established connection (PSS growth, KiB)", "low", "{:.1f}",
@@ -19,8 +25,9 @@ ROWS = [
     ("hold_p99_ms", "{hold_n} connections held: no error, flat latency (p99 ms while held)",
      "low", "{:.2f}", ("pass", None)),
 ]
-WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "conn_segs": "conn", "ka_rps": "keepalive",
-               "ka_p99_ms": "keepalive", "bulk1_gbps": "bulk1", "bulk4_gbps": "bulk4",
+WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "conn_segs": "conn",
+               "conn_machine_us": "conn", "ka_rps": "keepalive", "ka_p99_ms": "keepalive",
+               "ka_cpu_us": "keepalive", "ka_machine_us": "keepalive", "bulk1_gbps": "bulk1", "bulk4_gbps": "bulk4",
                "mem_kib": "mem", "hold_p99_ms": "hold"}
 
 

@@ -81,19 +81,20 @@ def conn(ctx, running):
     s = ctx.sizes
     url = f"http://127.0.0.1:{running.port}/index.html"
     cpu0 = procs.session_cpu_seconds(running.sid) if running.sid else None
-    segs0 = procs.tcp_segments_sent()
+    segs0, busy0 = procs.tcp_segments_sent(), procs.machine_busy_seconds()
     with _Profiled(ctx, "conn", running):
         rc, out = ctx.client("ab", ["ab", "-r", "-s", "10", "-n", str(s["ab_n"]), "-c",
                                     str(s["ab_c"]), url], timeout=120)
     cpu1 = procs.session_cpu_seconds(running.sid) if running.sid else None
-    segs1 = procs.tcp_segments_sent()
+    segs1, busy1 = procs.tcp_segments_sent(), procs.machine_busy_seconds()
     ab = parse_ab(out)
     done = ab["done"]
     res = {"conn_rate": ab["rate"], "conn_failed": ab["failed"]}
     if running.sid and done:
         res["cpu_us"] = (cpu1 - cpu0) * 1e6 / done
-    if done:  # the machine's count: other traffic on it during the run would show here too
+    if done:  # the machine's counts: other work on it during the run would show here too
         res["conn_segs"] = (segs1 - segs0) / done
+        res["conn_machine_us"] = (busy1 - busy0) * 1e6 / done
     error = ab_error(rc, ab, len(contenders.BODY.encode()))
     if error:
         res["error"] = error
@@ -101,25 +102,37 @@ def conn(ctx, running):
 
 
 def parse_wrk(out):
-    """wrk --latency's summary: {"rps", "p99_ms", "errors"}, None where a line is missing; errors
-    sums its socket errors (connect, read, write, timeout) and its non-2xx/3xx answers."""
+    """wrk --latency's summary: {"rps", "p99_ms", "requests", "errors"}, None where a line is
+    missing; errors sums its socket errors (connect, read, write, timeout) and its non-2xx/3xx
+    answers."""
     m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad = sum(map(int, errs.groups())) if errs else 0
     bad += _num(r"Non-2xx or 3xx responses:\s+(\d+)", out, int) or 0
     return {"rps": _num(r"^Requests/sec:\s+([\d.]+)", out),
-            "p99_ms": _ms(*m.groups()) if m else None, "errors": bad}
+            "p99_ms": _ms(*m.groups()) if m else None,
+            "requests": _num(r"^\s*(\d+) requests in ", out, int), "errors": bad}
 
 
 def keepalive(ctx, running):
-    """Requests/s and p99 over 50 keep-alive connections with wrk."""
+    """Requests/s and p99 over 50 keep-alive connections with wrk; the proxy's CPU and the whole
+    machine's per request."""
     s = ctx.sizes
     url = f"http://127.0.0.1:{running.port}/index.html"
+    cpu0 = procs.session_cpu_seconds(running.sid) if running.sid else None
+    busy0 = procs.machine_busy_seconds()
     with _Profiled(ctx, "keepalive", running):
         rc, out = ctx.client("wrk", ["wrk", "-t1", f"-c{s['wrk_c']}", f"-d{s['wrk_d']}s",
                                      "--latency", url], timeout=s["wrk_d"] + 30)
+    cpu1 = procs.session_cpu_seconds(running.sid) if running.sid else None
+    busy1 = procs.machine_busy_seconds()
     wrk = parse_wrk(out)
     res = {"ka_rps": wrk["rps"], "ka_p99_ms": wrk["p99_ms"], "ka_errors": wrk["errors"]}
+    done = wrk["requests"]
+    if running.sid and done:
+        res["ka_cpu_us"] = (cpu1 - cpu0) * 1e6 / done
+    if done:
+        res["ka_machine_us"] = (busy1 - busy0) * 1e6 / done
     # wrk exits 0 when it cannot connect at all; a run without a p99 has lost half its row
     if rc != 0 or not wrk["rps"] or wrk["p99_ms"] is None or wrk["errors"]:
         res["error"] = f"wrk rc={rc}, errors={wrk['errors']}" + (

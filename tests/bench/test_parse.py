@@ -143,7 +143,8 @@ Transfer/sec:       0.00B
 
 
 def test_wrk_rate_and_p99_in_every_unit():
-    assert workloads.parse_wrk(WRK_OK) == {"rps": 15148.48, "p99_ms": 5.33, "errors": 0}
+    assert workloads.parse_wrk(WRK_OK) == {"rps": 15148.48, "p99_ms": 5.33, "requests": 15176,
+                                           "errors": 0}
     for line, ms in (("99%  355.00us", 0.355), ("99%    1.20s", 1200.0), ("99%   12.00ms", 12.0)):
         out = WRK_OK.replace("99%    5.33ms", line)
         assert abs(workloads.parse_wrk(out)["p99_ms"] - ms) < 1e-9, line
@@ -160,8 +161,16 @@ def _keepalive(out, rc=0):
             return rc, out
 
     class Running:
-        name, port = "pen", 1
+        name, port, sid = "pen", 1, None  # no session: the proxy's CPU is not read
     return workloads.keepalive(Ctx(), Running())
+
+
+def test_keepalive_divides_the_machine_cpu_by_the_requests_wrk_made():
+    res = _keepalive(WRK_OK)
+    assert res["ka_machine_us"] >= 0 and "ka_cpu_us" not in res
+    # no request count, nothing to divide by
+    res = _keepalive(WRK_OK.replace("15176 requests in", "requests in"))
+    assert "ka_machine_us" not in res
 
 
 def test_wrk_errors_refusals_and_a_missing_p99_fail_the_run():
