@@ -170,3 +170,36 @@ def spread_table(results, names, only):
                          f"{_fmt(fmt, min(vals))} - {_fmt(fmt, max(vals))} ({len(vals)})")
         lines.append("| " + " | ".join([key, *cells]) + " |")
     return "\n".join(lines)
+
+
+# rate key, the goal's ratio, balance's CPU per unit, the machine's CPU per unit, the unit
+BUDGETS = [("conn_rate", 1.2, "cpu_us", "conn_machine_us", "connection"),
+           ("ka_rps", 1.1, "ka_cpu_us", "ka_machine_us", "keep-alive request")]
+
+
+def budget_table(results, names, cpus):
+    """What a rate goal asks of balance's own CPU, or "" when the run cannot say.
+
+    A unit (a connection, a request) costs the machine balance's CPU plus the rest (the load
+    generator, the backends, the kernel's work in their contexts). Keeping the rest and the
+    machine's busy fraction as they were through balance, the goal's rate leaves the machine
+    machine_us x rate / goal_rate per unit, and balance that minus the rest."""
+    med, _ = medians(results, names)
+    lines = []
+    for rate_key, goal, cpu_key, machine_key, unit in BUDGETS:
+        best, best_name = _best_peer(rate_key, med[rate_key], "high", names)
+        rate, cpu, machine = (med[k].get("balance") for k in (rate_key, cpu_key, machine_key))
+        peer_cpu = med[cpu_key].get(best_name)
+        if None in (best, rate, cpu, machine, peer_cpu) or not peer_cpu:
+            continue
+        allowed = machine * rate / (goal * best) - (machine - cpu)
+        busy = rate * machine / 1e6 / cpus
+        lines.append(f"| {unit} | {goal:g}x {best_name}'s {_fmt('k', best)}/s = "
+                     f"{_fmt('k', goal * best)}/s | {busy * 100:.1f} % | {machine - cpu:.1f} | "
+                     f"{allowed:.1f} ({allowed / peer_cpu:.2f}x {best_name}'s {peer_cpu:.1f}) | "
+                     f"{cpu:.1f} ({cpu / peer_cpu:.2f}x {best_name}'s) |")
+    if not lines:
+        return ""
+    head = ("| per | rate goal | machine busy through balance | rest of the machine's CPU (µs) "
+            "| balance's CPU that leaves (µs) | balance's CPU now (µs) |")
+    return "\n".join([head, "|---|---|---|---|---|---|", *lines])

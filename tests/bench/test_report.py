@@ -176,3 +176,25 @@ def test_a_peer_that_failed_every_run_leaves_the_goal_undecided():
     results = [conn_run(1, "nginx", 5000, cpu=150), conn_run(1, "balance", 7000, cpu=100)]
     text, _ = report.table(results, ["direct", "haproxy", "nginx", "balance"], SIZES, {"conn"})
     assert row(text, "new connections/s")[6:] == [">= 1.2x", "yes"]
+
+
+def test_the_budget_a_rate_goal_leaves_balance():
+    def run(contender, rate, cpu, machine):
+        return {"round": 1, "workload": "conn", "contender": contender, "conn_rate": rate,
+                "cpu_us": cpu, "conn_machine_us": machine}
+    # balance: 10k/s at 100 us of machine CPU each (50 % of 2 CPUs busy), 40 of them its own.
+    # 1.2x haproxy's 10k/s is 12k/s: at 50 % busy, 83.3 us of machine CPU each, of which the
+    # rest takes 60: 23.3 us left for balance, 0.47x haproxy's 50.
+    results = [run("haproxy", 10000, 50, 110), run("pen", 9000, 45, 120),
+               run("balance", 10000, 40, 100)]
+    text = report.budget_table(results, NAMES, 2)
+    cells = row(text, "connection")
+    assert cells[1] == "1.2x haproxy's 10.0k/s = 12.0k/s"
+    assert cells[2] == "50.0 %" and cells[3] == "60.0"
+    assert cells[4] == "23.3 (0.47x haproxy's 50.0)" and cells[5] == "40.0 (0.80x haproxy's)"
+    assert "keep-alive" not in text  # no keep-alive runs: no row
+    # Without the machine's CPU (an older JSON) or the peer's own CPU, nothing to say.
+    for drop in ("conn_machine_us", "cpu_us"):
+        bare = [{k: v for k, v in r.items() if k != drop or r["contender"] != (
+            "balance" if drop == "conn_machine_us" else "haproxy")} for r in results]
+        assert report.budget_table(bare, NAMES, 2) == ""
