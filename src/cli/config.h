@@ -54,6 +54,10 @@ struct Config {
   ProxyProtocol proxy_protocol = ProxyProtocol::None;  // --proxy-protocol v1|v2
   std::optional<core::Endpoint> metrics;  // --metrics ADDR:PORT
   bool log_conns = false;               // --log-conns
+  // --loopback-cc: the TCP congestion control of balance's sockets whose peer is on this host
+  // (a listener bound to a loopback address, channels at one); "" keeps the system's.
+  std::string loopback_cc = "cubic";
+  bool loopback_cc_given = false;       // named on the command line: an unusable one is an error
   std::string command;                  // -c CMD
   std::vector<GroupSpec> groups;        // Serve mode only
 };

@@ -24,6 +24,7 @@ enum OptionId {
   kOptIpv6, kOptAutodisable, kOptBind, kOptOutBind, kOptCommand, kOptDebug, kOptForeground, kOptHashFailover,
   kOptInteractive, kOptMmap, kOptPacketDump, kOptConnectTimeout, kOptIdleTimeout, kOptHelp, kOptVersion, kOptThreads,
   kOptGrace, kOptCheck, kOptRise, kOptFall, kOptProxyProtocol, kOptMetrics, kOptLogConns,
+  kOptLoopbackCc,
 };
 
 // Every option, in usage-text order. A new option is one row here and one case in apply().
@@ -51,6 +52,7 @@ constexpr OptionDef kOptions[] = {
     {kOptProxyProtocol, '\0', "proxy-protocol", "v1|v2", "send the client's address to channels (PROXY protocol)"},
     {kOptMetrics, '\0', "metrics", "addr:port", "serve Prometheus /metrics, /status.json and a status page"},
     {kOptLogConns, '\0', "log-conns", "", "log one line per finished connection"},
+    {kOptLoopbackCc, '\0', "loopback-cc", "name", "congestion control over loopback (default cubic; system: the system's)"},
 };
 
 constexpr uint64_t kMaxSeconds = 2147483;  // seconds whose milliseconds still fit an int
@@ -58,6 +60,7 @@ constexpr uint64_t kMaxThreads = 1024;
 constexpr uint64_t kMaxWeight = 1000000;
 constexpr size_t kMaxCommandLength = 4096;
 constexpr uint64_t kMaxChecks = 1000;  // --rise/--fall
+constexpr size_t kMaxCongestionName = 15;  // the kernel's TCP_CA_NAME_MAX, 16 with the NUL
 
 // What the options asked for, gathered before the operands are read.
 struct Parser {
@@ -150,6 +153,23 @@ Stop parse_metrics(std::string_view value, Config& c) {
   return std::nullopt;
 }
 
+// --loopback-cc NAME: an algorithm's name as the kernel spells them ("cubic", "reno", "bbr"), or
+// "system". Whether the kernel has it is only known when balance starts serving.
+Stop parse_loopback_cc(std::string_view value, Config& c) {
+  const bool name_like = !value.empty() && value.size() <= kMaxCongestionName &&
+                         std::all_of(value.begin(), value.end(), [](char ch) {
+                           return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                                  ch == '_' || ch == '-';
+                         });
+  if (!name_like) {
+    return usage_error("invalid value [" + printable(value) + "] for --loopback-cc (a congestion control " +
+                       "algorithm such as cubic or reno, at most 15 letters, digits, - or _; or system)");
+  }
+  c.loopback_cc = value == "system" ? "" : std::string(value);
+  c.loopback_cc_given = true;
+  return std::nullopt;
+}
+
 // Applies option `d` (with its argument `value`); stops for --help, --version or a bad value.
 Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
   Config& c = p.cfg;
@@ -182,6 +202,7 @@ Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
       c.proxy_protocol = value == "v1" ? ProxyProtocol::V1 : ProxyProtocol::V2;
       break;
     case kOptMetrics: return parse_metrics(value, c);
+    case kOptLoopbackCc: return parse_loopback_cc(value, c);
     case kOptBind:
       if (value.size() > kMaxHostLength) return bad_address(value);
       c.bind_text = unbracketed(value);

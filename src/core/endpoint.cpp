@@ -90,6 +90,13 @@ bool Endpoint::lacks_scope() const {
   return family == AF_INET6 && scope_id == 0 && addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
 }
 
+bool Endpoint::is_loopback() const {
+  static constexpr uint8_t kIpv6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  const Endpoint e = unmapped();
+  if (e.family == AF_INET) return e.addr[0] == 127;
+  return e.family == AF_INET6 && std::memcmp(e.addr.data(), kIpv6Loopback, 16) == 0;
+}
+
 Endpoint Endpoint::unmapped() const {
   static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (family != AF_INET6 || std::memcmp(addr.data(), kMappedPrefix, 12) != 0) return *this;

@@ -38,6 +38,8 @@ struct Endpoint {
   bool lacks_scope() const;
   // For an IPv4-mapped IPv6 address (::ffff:a.b.c.d), the plain IPv4 endpoint; otherwise itself.
   Endpoint unmapped() const;
+  // An address of this host's loopback interface: 127.0.0.0/8 (also v4-mapped) or ::1.
+  bool is_loopback() const;
 };
 
 }  // namespace balance::core

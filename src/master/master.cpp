@@ -57,6 +57,7 @@ void trace_config(const cli::Config& config, unsigned threads) {
   BALANCE_DEBUG("listening on %s port %u, %u worker threads, connect timeout %us, idle timeout %s",
                 config.bind ? config.bind->host_string().c_str() : "all addresses", config.port, threads,
                 config.connect_timeout_s, idle.c_str());
+  if (!config.loopback_cc.empty()) BALANCE_DEBUG("loopback connections: congestion control %s", config.loopback_cc.c_str());
   for (size_t g = 0; g < config.groups.size(); ++g) {
     const auto& group = config.groups[g];
     for (size_t c = 0; c < group.channels.size(); ++c) {
@@ -348,10 +349,14 @@ std::vector<net::Fd> open_listeners(const cli::Config& config, std::optional<Inh
         return {};
       }
     }
-    for (const auto& fd : inheritance->listeners) net::set_stream_options(fd.get());
+    for (const auto& fd : inheritance->listeners) {
+      net::set_stream_options(fd.get());
+      if (auto local = net::local_endpoint(fd.get())) net::use_loopback_cc(fd.get(), *local, config.loopback_cc);
+    }
     return std::move(inheritance->listeners);
   }
-  return net::make_listeners({config.bind, config.port, config.force_ipv6}, worker_threads(config), failure);
+  return net::make_listeners({config.bind, config.port, config.force_ipv6, config.loopback_cc}, worker_threads(config),
+                             failure);
 }
 
 // The control segment: the predecessor's (state carries over), or a fresh one filled from the
@@ -365,13 +370,33 @@ std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std:
 
 }  // namespace
 
-int serve(const cli::Config& config, int argc, const char* const* argv) {
+// --loopback-cc: an algorithm named on the command line must be usable (else `failure`, false);
+// the default one is dropped quietly where the kernel lacks or refuses it (`note` says so, for -d).
+bool settle_loopback_cc(cli::Config& config, Failure& failure, std::string& note) {
+  if (config.loopback_cc.empty()) return true;
+  const int err = net::congestion_control_error(config.loopback_cc);
+  if (err == 0) return true;
+  if (config.loopback_cc_given) {
+    failure = {kExitOsErr, "cannot use congestion control " + config.loopback_cc + " (--loopback-cc): " +
+                               std::strerror(err) + ", exiting."};
+    return false;
+  }
+  note = "congestion control " + config.loopback_cc + " for loopback connections: " + std::strerror(err) +
+         "; they keep the system's";
+  config.loopback_cc.clear();
+  return true;
+}
+
+int serve(const cli::Config& given, int argc, const char* const* argv) {
   ignore_stray_signals();
   remember_invocation(argc, argv);
   raise_descriptor_limit();
   std::optional<Inheritance> inheritance = inherited();
   Failure failure;
-  std::vector<net::Fd> listeners = open_listeners(config, inheritance, failure);
+  cli::Config config = given;  // the workers keep a reference to it until serve() returns
+  std::string loopback_cc_note;
+  std::vector<net::Fd> listeners;
+  if (settle_loopback_cc(config, failure, loopback_cc_note)) listeners = open_listeners(config, inheritance, failure);
   if (listeners.empty()) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
     if (inheritance) report_to_predecessor(*inheritance, failure);
@@ -398,6 +423,7 @@ int serve(const cli::Config& config, int argc, const char* const* argv) {
   // other thread (they all log through it, never waiting for the sink).
   log::init(!config.foreground, config.debug);
   for (const std::string& w : bind_warnings) log::write(log::Level::Warning, "%s", w.c_str());
+  if (!loopback_cc_note.empty()) BALANCE_DEBUG("%s", loopback_cc_note.c_str());
   // A start that fails from here on says why where it was started from: on the terminal (after
   // what was logged before it), to the parent that daemonized, to the master being upgraded.
   const auto failed = [&] {

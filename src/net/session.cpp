@@ -69,7 +69,7 @@ void Session::try_next_channel() {
     pick_ = pick;
     BALANCE_DEBUG("client %s: trying group %u channel %u (%s)", peer_.to_string().c_str(), pick->group,
                   pick->channel, pick->endpoint.to_string().c_str());
-    ConnectResult r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true);
+    ConnectResult r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc);
     // (-a must not disable a healthy channel because balance itself ran out of descriptors.)
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
       BALANCE_DEBUG("client %s: cannot connect out: %s; closing", peer_.to_string().c_str(), std::strerror(r.error));

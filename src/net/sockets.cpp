@@ -17,6 +17,11 @@ void set_int_option(int fd, int level, int name, int value) {
   ::setsockopt(fd, level, name, &value, sizeof value);
 }
 
+int set_congestion_control(int fd, std::string_view name) {
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), static_cast<socklen_t>(name.size())) == 0 ? 0
+                                                                                                           : errno;
+}
+
 std::string describe(const ListenSpec& spec) {
   if (!spec.bind) return "port " + std::to_string(spec.port);
   core::Endpoint e = *spec.bind;
@@ -49,6 +54,7 @@ Fd bind_one(const ListenSpec& spec, const core::Endpoint& addr, bool reuseport, 
   if (reuseport) set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1);
   // Accepted sockets inherit these from the listener: two setsockopt calls fewer per client.
   set_stream_options(fd.get());
+  use_loopback_cc(fd.get(), addr, spec.loopback_cc);
   if (addr.family == AF_INET6) set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 0);
   sockaddr_storage ss;
   const socklen_t len = addr.to_sockaddr(ss);
@@ -77,6 +83,15 @@ std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& 
   return fds;
 }
 
+void use_loopback_cc(int fd, const core::Endpoint& where, std::string_view name) {
+  if (!name.empty() && where.is_loopback()) set_congestion_control(fd, name);
+}
+
+int congestion_control_error(std::string_view name) {
+  Fd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  return probe ? set_congestion_control(probe.get(), name) : errno;
+}
+
 void set_stream_options(int fd) {
   set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
@@ -100,7 +115,8 @@ bool is_tcp_listener(int fd) {
   return ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 && protocol == IPPROTO_TCP;
 }
 
-ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<core::Endpoint>& from, bool ack_with_data) {
+ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<core::Endpoint>& from, bool ack_with_data,
+                            std::string_view loopback_cc) {
   ConnectResult r;
   // A v4-mapped channel ([::ffff:a.b.c.d]) is the IPv4 host it names: reached over IPv4, so a
   // -B of either notation can bind the socket, and it works where IPv6 is off.
@@ -117,6 +133,7 @@ ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<cor
     return r;
   }
   set_stream_options(r.fd.get());
+  use_loopback_cc(r.fd.get(), to, loopback_cc);  // before connect: the handshake starts with it
   if (ack_with_data) set_int_option(r.fd.get(), IPPROTO_TCP, TCP_QUICKACK, 0);
   if (from) {
     // Choose the port at connect time, so binding does not use up ephemeral ports early.

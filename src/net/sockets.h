@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/endpoint.h"
@@ -16,6 +17,7 @@ struct ListenSpec {
   std::optional<core::Endpoint> bind;  // nullopt: all addresses, dual stack
   uint16_t port = 0;
   bool force_ipv6 = false;
+  std::string loopback_cc;  // congestion control of a listener bound to a loopback address ("": the system's)
 };
 
 // `count` bound, listening, non-blocking sockets on the same address and port (SO_REUSEPORT: the
@@ -23,7 +25,20 @@ struct ListenSpec {
 // the reason. The port must be free: a probe bind without SO_REUSEPORT checks that first, since
 // SO_REUSEPORT alone would let a second instance of the same user join silently. They have
 // TCP_NODELAY and SO_KEEPALIVE set, which every accepted socket inherits.
+// Bound to a loopback address, they have `spec.loopback_cc` too (use_loopback_cc()).
 std::vector<Fd> make_listeners(const ListenSpec& spec, unsigned count, Failure& failure);
+
+// The congestion control of a socket whose peer is on this host. On loopback there is no
+// congestion to control, and the system's algorithm may cost a great deal: BBR without the fq
+// qdisc paces every socket with a timer of its own, which halved a loopback stream here
+// (docs/PERFORMANCE.md). Sets `name` (TCP_CONGESTION) when `name` is not empty and `where` (the
+// peer, or the address a listener is bound to, whose accepted sockets inherit it) is a loopback
+// address; otherwise, or if the kernel refuses, the socket keeps the system's algorithm.
+void use_loopback_cc(int fd, const core::Endpoint& where, std::string_view name);
+
+// 0 if a TCP socket can be given congestion control `name`, else why not (errno): ENOENT for an
+// algorithm the kernel does not have, EPERM for one not in tcp_allowed_congestion_control.
+int congestion_control_error(std::string_view name);
 
 // How many clients wait in a listening socket's accept queue (TCP_INFO), or nullopt if the
 // kernel does not say. Cheaper than the accept4() that finds the queue empty: that call creates
@@ -52,8 +67,9 @@ struct ConnectResult {
 // the first bytes sent; the caller must send_pending_ack() if it has nothing to send at once, or
 // a server that speaks first would wait for the delayed-ACK timer (up to 200 ms) to accept, and
 // before the server's first bytes are read, to leave the delayed-ACK mode that holding it set.
+// `loopback_cc`: use_loopback_cc() for this peer.
 ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from,
-                            bool ack_with_data = false);
+                            bool ack_with_data = false, std::string_view loopback_cc = {});
 
 // Sends an ACK that TCP is holding back, e.g. the handshake's last one, and leaves delayed-ACK
 // mode (TCP_QUICKACK on): the data that comes next is acknowledged on arrival.

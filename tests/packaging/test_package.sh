@@ -277,6 +277,10 @@ check "completion: balance -c sh -> show" test "$(complete_words balance -c sh)"
 check "completion: balance --thr -> --threads" test "$(complete_words balance --thr)" = --threads
 check "completion: balance --proxy-protocol v -> v1 v2" \
     test "$(complete_words balance --proxy-protocol v | tr '\n' ' ')" = "v1 v2 "
+check "completion: balance --loopback-cc sys -> system" \
+    test "$(complete_words balance --loopback-cc sys)" = system
+check "completion: balance --loopback-cc r -> reno (always in the kernel)" \
+    test "$(complete_words balance --loopback-cc r)" = reno
 
 echo "package: $passed passed, $failed failed"
 ((failed == 0))

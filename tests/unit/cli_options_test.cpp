@@ -566,6 +566,8 @@ TEST(CliParse, ExtendedOptions) {
   EXPECT_EQ(d.proxy_protocol, ProxyProtocol::None);
   EXPECT_FALSE(d.metrics.has_value());
   EXPECT_FALSE(d.log_conns);
+  EXPECT_EQ(d.loopback_cc, "cubic");
+  EXPECT_FALSE(d.loopback_cc_given);
 
   const Config c = ok({"--grace", "0", "--check=2", "--rise", "4", "--fall", "5", "--proxy-protocol", "v2",
                        "--metrics", "127.0.0.1:9100", "--log-conns", "80", "localhost"});
@@ -579,6 +581,12 @@ TEST(CliParse, ExtendedOptions) {
   EXPECT_TRUE(c.log_conns);
   EXPECT_EQ(ok({"--proxy-protocol=v1", "80", "localhost"}).proxy_protocol, ProxyProtocol::V1);
   EXPECT_EQ(*ok({"--metrics", "[::1]:9100", "80", "localhost"}).metrics, v6("::1", 9100));
+  const Config reno = ok({"--loopback-cc", "reno", "80", "localhost"});
+  EXPECT_EQ(reno.loopback_cc, "reno");
+  EXPECT_TRUE(reno.loopback_cc_given);
+  const Config system = ok({"--loopback-cc=system", "80", "localhost"});
+  EXPECT_EQ(system.loopback_cc, "");  // the system's own, untouched
+  EXPECT_TRUE(system.loopback_cc_given);
 }
 
 // Bad values of the extended options are usage errors naming the value.
@@ -587,6 +595,12 @@ TEST(CliParse, ExtendedOptionsBadValues) {
   expect_usage({"--check", "0", "80", "localhost"}, "invalid value [0] for --check (1..2147483)");
   expect_usage({"--rise", "x", "80", "localhost"}, "invalid value [x] for --rise (1..1000)");
   expect_usage({"--grace", "-1", "80", "localhost"}, "invalid value [-1] for --grace (0..2147483)");
+  for (const char* cc : {"", "cu bic", "cubic;", "sixteen_letters_", "/cubic"}) {
+    SCOPED_TRACE(cc);
+    expect_usage({"--loopback-cc", cc, "80", "localhost"},
+                 "invalid value [" + std::string(cc) + "] for --loopback-cc (a congestion control algorithm such as " +
+                     "cubic or reno, at most 15 letters, digits, - or _; or system)");
+  }
   expect_usage({"--metrics", "9100", "80", "localhost"}, "invalid address [9100] for --metrics (addr:port)");
   expect_usage({"--metrics", "127.0.0.1:", "80", "localhost"}, "invalid address [127.0.0.1:] for --metrics (addr:port)");
   expect_usage({"--metrics", "::1:9100", "80", "localhost"},

@@ -135,3 +135,15 @@ TEST(Endpoint, UnmappedLeavesOtherAddressesAlone) {
     EXPECT_EQ(e.unmapped(), e) << e.to_string();
   }
 }
+
+TEST(Endpoint, LoopbackIs127Slash8AndColonColon1) {
+  // Intent: the addresses of this host's loopback interface, also written v4-mapped, and no other.
+  for (const char* a : {"127.0.0.1", "127.255.3.9", "::1", "::ffff:127.0.0.1"}) {
+    EXPECT_TRUE(parse(a, 80).is_loopback()) << a;
+  }
+  for (const char* a : {"126.255.255.255", "128.0.0.1", "0.0.0.0", "192.0.2.1", "::", "::2", "::ffff:192.0.2.1",
+                        "2001:db8::1", "fe80::1"}) {
+    EXPECT_FALSE(parse(a, 80).is_loopback()) << a;
+  }
+  EXPECT_FALSE(core::Endpoint{}.is_loopback());
+}

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -142,6 +143,74 @@ TEST(Listen, QueuedClientsIsTheAcceptQueueLength) {
   EXPECT_EQ(queued_clients(server.fd.get()), 2u);
   EXPECT_EQ(queued_clients(accepted.get()), std::nullopt);
   EXPECT_EQ(queued_clients(clients[0].get()), std::nullopt);
+}
+
+
+// The system's congestion control, and another one every kernel has to tell it apart.
+std::string system_cc() {
+  char name[32] = {};
+  FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
+  if (f) {
+    if (std::fscanf(f, "%31s", name) != 1) name[0] = '\0';
+    std::fclose(f);
+  }
+  return name;
+}
+
+std::string other_cc() { return system_cc() == "reno" ? "cubic" : "reno"; }
+
+std::string congestion_of(int fd) {
+  char name[16] = {};
+  socklen_t len = sizeof name;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0) return "error: " + std::string(std::strerror(errno));
+  return std::string(name, ::strnlen(name, len));
+}
+
+// --loopback-cc: a connection to a loopback address starts with the algorithm named, before its
+// handshake; without a name it keeps the system's.
+TEST(Congestion, ConnectToLoopbackUsesTheNamedAlgorithm) {
+  Listener server;
+  const std::string other = other_cc();
+  ConnectResult named = start_connect(server.at, std::nullopt, /*ack_with_data=*/true, other);
+  ASSERT_NE(named.status, ConnectStatus::Failed) << std::strerror(named.error);
+  EXPECT_EQ(congestion_of(named.fd.get()), other);
+  ConnectResult plain = start_connect(server.at, std::nullopt, /*ack_with_data=*/true);
+  ASSERT_NE(plain.status, ConnectStatus::Failed) << std::strerror(plain.error);
+  EXPECT_EQ(congestion_of(plain.fd.get()), system_cc());
+}
+
+// The accepted sockets of a listener that has it inherit it: no call per client.
+TEST(Congestion, AcceptedSocketsInheritTheListenersAlgorithm) {
+  Listener server;
+  const std::string other = other_cc();
+  use_loopback_cc(server.fd.get(), server.at, other);
+  Fd client(::socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&server.addr), sizeof server.addr), 0)
+      << std::strerror(errno);
+  ASSERT_TRUE(wait_for(server.fd.get(), POLLIN));
+  Fd accepted = server.accept_now();
+  ASSERT_TRUE(accepted) << std::strerror(errno);
+  EXPECT_EQ(congestion_of(accepted.get()), other);
+  EXPECT_EQ(congestion_of(client.get()), system_cc());
+}
+
+// Only a loopback peer (or a listener bound to loopback) changes: traffic that leaves the host
+// keeps the algorithm its administrator chose.
+TEST(Congestion, OnlyLoopbackAddressesAreTouched) {
+  const std::string other = other_cc();
+  for (const char* addr : {"192.0.2.1", "2001:db8::1", "0.0.0.0", "::"}) {
+    Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+    use_loopback_cc(fd.get(), *core::Endpoint::from_numeric(addr, 80), other);
+    EXPECT_EQ(congestion_of(fd.get()), system_cc()) << addr;
+  }
+  Fd mapped(::socket(AF_INET, SOCK_STREAM, 0));
+  use_loopback_cc(mapped.get(), *core::Endpoint::from_numeric("::ffff:127.0.0.2", 80), other);
+  EXPECT_EQ(congestion_of(mapped.get()), other);
+}
+
+TEST(Congestion, AnAlgorithmTheKernelLacksIsRefused) {
+  EXPECT_EQ(congestion_control_error(other_cc()), 0);
+  EXPECT_EQ(congestion_control_error("no_such_cc"), ENOENT);
 }
 
 }  // namespace
