@@ -368,8 +368,6 @@ std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std:
   return ctl::Segment::create(id, failure, [&config](core::Table& table) { fill_table(table, config); });
 }
 
-}  // namespace
-
 // --loopback-cc: an algorithm named on the command line must be usable (else `failure`, false);
 // the default one is dropped quietly where the kernel lacks or refuses it (`note` says so, for -d).
 bool settle_loopback_cc(cli::Config& config, Failure& failure, std::string& note) {
@@ -386,6 +384,8 @@ bool settle_loopback_cc(cli::Config& config, Failure& failure, std::string& note
   config.loopback_cc.clear();
   return true;
 }
+
+}  // namespace
 
 int serve(const cli::Config& given, int argc, const char* const* argv) {
   ignore_stray_signals();
