@@ -27,8 +27,8 @@ ROWS = [
 ]
 WORKLOAD_OF = {"conn_rate": "conn", "cpu_us": "conn", "conn_segs": "conn",
                "conn_machine_us": "conn", "ka_rps": "keepalive", "ka_p99_ms": "keepalive",
-               "ka_cpu_us": "keepalive", "ka_machine_us": "keepalive", "bulk1_gbps": "bulk1", "bulk4_gbps": "bulk4",
-               "mem_kib": "mem", "hold_p99_ms": "hold"}
+               "ka_cpu_us": "keepalive", "ka_machine_us": "keepalive", "bulk1_gbps": "bulk1",
+               "bulk4_gbps": "bulk4", "mem_kib": "mem", "hold_p99_ms": "hold"}
 
 
 def _fmt(fmt, v):
@@ -190,7 +190,7 @@ def budget_table(results, names, cpus):
         best, best_name = _best_peer(rate_key, med[rate_key], "high", names)
         rate, cpu, machine = (med[k].get("balance") for k in (rate_key, cpu_key, machine_key))
         peer_cpu = med[cpu_key].get(best_name)
-        if None in (best, rate, cpu, machine, peer_cpu) or not peer_cpu:
+        if None in (best, rate, cpu, machine) or not peer_cpu:
             continue
         allowed = machine * rate / (goal * best) - (machine - cpu)
         busy = rate * machine / 1e6 / cpus

@@ -29,7 +29,8 @@ def cc_of(local: tuple, remote: tuple) -> str:
     out = subprocess.run(["ss", "-tinH", "state", "established", "src", f"{local[0]}:{local[1]}",
                           "dst", f"{remote[0]}:{remote[1]}"], capture_output=True, text=True,
                          timeout=h.scaled(10), check=True).stdout
-    names = [word for word in out.split() if word in available_ccs()]
+    known = available_ccs()
+    names = [word for word in out.split() if word in known]
     assert len(names) == 1, f"one socket {local} -> {remote} expected, ss said:\n{out}"
     return names[0]
 
