@@ -291,6 +291,13 @@ def tcp_sockets(pid: int) -> List[TcpSocket]:
     return [s for s in tcp_table() if s.inode in inodes and s.inode != 0]
 
 
+def socket_table(port: int) -> str:
+    """The kernel's TCP sockets from or to `port` on this host, as `ss -tanoi` shows them (timers
+    and TCP details included): for the message of a failed assertion."""
+    query = f"( sport = :{port} or dport = :{port} )"
+    return subprocess.run(["ss", "-tanoi", query], capture_output=True, text=True, timeout=10).stdout
+
+
 def socket_states(pid: int) -> List[str]:
     """The TCP states of the process's sockets, e.g. ["LISTEN", "ESTABLISHED"]."""
     return [s.state for s in tcp_sockets(pid)]
@@ -776,6 +783,15 @@ def set_linger_reset(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def set_keepalive(sock: socket.socket, idle_s: int) -> None:
+    """TCP keepalive on `sock`: the first probe after `idle_s` idle seconds, then one a second,
+    and the connection fails after three unanswered."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 def send_urgent(sock: socket.socket, byte: bytes) -> None:
     """Sends one byte as TCP urgent (out-of-band) data."""
     assert len(byte) == 1
@@ -886,13 +902,19 @@ class _Server:
     Subclasses implement handle(conn, record). The listener is bound at construction
     (port 0 = ephemeral, or a given port); all threads stop on close(), which closes every
     socket and joins the threads (bounded).
+
+    keepalive=N: accepted connections send TCP keepalive probes after N idle seconds, one a
+    second, three at most, as a server guarding against half-open connections does: a probe to a
+    peer socket that no longer exists is answered with a reset, one to a socket still open is
+    acknowledged, so the connection ends only in the first case.
     """
 
     keep_limit = 1 << 20  # bytes of received data kept in ConnRecord.received
 
     def __init__(self, port: int = 0, family: int = socket.AF_INET, host: Optional[str] = None,
-                 backlog: int = 64, io_timeout: float = 120):
+                 backlog: int = 64, io_timeout: float = 120, keepalive: Optional[int] = None):
         self.family = family
+        self.keepalive = keepalive
         self.host = host or loopback(family)
         self.io_timeout = scaled(io_timeout)
         self.listener = socket.socket(family, socket.SOCK_STREAM)
@@ -930,6 +952,8 @@ class _Server:
                 time.sleep(0.05)
                 continue
             conn.settimeout(self.io_timeout)
+            if self.keepalive is not None:
+                set_keepalive(conn, self.keepalive)
             rec = ConnRecord(peer=peer)
             t = threading.Thread(target=self._serve, args=(conn, rec), daemon=True)
             with self._lock:

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -83,6 +84,41 @@ def test_echo_server_reset_after():
     with h.EchoServer(reset_after=10) as srv, h.connect(srv.port) as c:
         c.sendall(b"x" * 20)
         assert h.expect_closed(c) == "reset"
+
+
+TCP_REPAIR = 19  # linux/tcp.h: a socket in repair mode is closed without sending anything
+
+
+def ms_since_data_and_ack(sock: socket.socket) -> tuple:
+    """(tcpi_last_data_recv, tcpi_last_ack_recv) of `sock`, in milliseconds."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("II", info, 52)
+
+
+def test_keepalive_ends_only_connections_whose_peer_is_gone():
+    """keepalive=1: a connection whose client socket vanished without a FIN or a reset (closed in
+    TCP repair mode) ends with a reset once probed; one whose client still holds it answers the
+    probes (an ACK arrives a second after the last data) and stays open and usable."""
+    with h.EchoServer(keepalive=1) as srv:
+        held = h.connect(srv.port)
+        gone = h.connect(srv.port)
+        recs = srv.wait_connections(2)
+        rec_gone = next(r for r in recs if r.peer[1] == gone.getsockname()[1])
+        rec_held = next(r for r in recs if r.peer[1] == held.getsockname()[1])
+        gone.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+        gone.close()
+        assert rec_gone.ended.wait(h.scaled(10)) and rec_gone.end == "reset", rec_gone
+        server_side = next(c for c in srv._conns if c.getpeername()[1] == held.getsockname()[1])
+
+        def probe_answered():
+            data_ms, ack_ms = ms_since_data_and_ack(server_side)
+            return data_ms - ack_ms >= 800
+        h.wait_for(probe_answered, 10, "an answered keepalive probe")
+        assert not rec_held.ended.is_set(), rec_held
+        held.sendall(b"still here")
+        assert h.recv_exact(held, 10) == b"still here"
+        held.close()
+        assert rec_held.ended.wait(h.scaled(10)) and rec_held.end == "eof", rec_held
 
 
 def test_sink_server_records_hashes_both_ways():
