@@ -253,7 +253,7 @@ def test_clients_resetting_at_random_moments(start_balance, backends):
     through their data, while the echo flows back -- some while balance is still connecting
     them (to a black hole first, -t 1): the backend connections all end, nothing is left."""
     hole = backends(h.BlackholeServer())
-    echo = backends(h.EchoServer())
+    echo = backends(h.EchoServer(keepalive=2))  # why: test_clients_opening_and_vanishing
     bal, baseline = start(start_balance, backends, [hole.address, echo.address, echo.address],
                           opts=["-t", "1"])
     rng = random.Random(5)
