@@ -368,8 +368,8 @@ std::unique_ptr<ctl::Segment> open_segment(const cli::Config& config, const std:
   return ctl::Segment::create(id, failure, [&config](core::Table& table) { fill_table(table, config); });
 }
 
-// --loopback-cc: an algorithm named on the command line must be usable (else `failure`, false);
-// the default one is dropped quietly where the kernel lacks or refuses it (`note` says so, for -d).
+}  // namespace
+
 bool settle_loopback_cc(cli::Config& config, Failure& failure, std::string& note) {
   if (config.loopback_cc.empty()) return true;
   const int err = net::congestion_control_error(config.loopback_cc);
@@ -384,8 +384,6 @@ bool settle_loopback_cc(cli::Config& config, Failure& failure, std::string& note
   config.loopback_cc.clear();
   return true;
 }
-
-}  // namespace
 
 int serve(const cli::Config& given, int argc, const char* const* argv) {
   ignore_stray_signals();
