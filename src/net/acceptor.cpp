@@ -68,6 +68,7 @@ bool Acceptor::accept_one() {
       case ENFILE:
       case ENOBUFS:
       case ENOMEM:
+        if (worker_.sockets().clear()) return true;  // the kept sockets' descriptors serve clients first
         shed_one();
         return false;
       default:

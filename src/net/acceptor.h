@@ -2,9 +2,10 @@
 // several workers share one, EPOLLEXCLUSIVE wakes one of them per new connection) and hands
 // each to a new Session on this worker.
 //
-// Descriptor exhaustion (EMFILE/ENFILE) never spins: a spare descriptor is given up to accept
-// and close the waiting client at once (it sees a clean close, not a hang), and if even that
-// fails the acceptor stops listening for a short pause.
+// Descriptor exhaustion (EMFILE/ENFILE) never spins: the worker's kept sockets (SocketPool) are
+// closed first; then a spare descriptor is given up to accept and close the waiting client at
+// once (it sees a clean close, not a hang), and if even that fails the acceptor stops listening
+// for a short pause.
 #pragma once
 
 #include "net/fd.h"

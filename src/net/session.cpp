@@ -69,7 +69,19 @@ void Session::try_next_channel() {
     pick_ = pick;
     BALANCE_DEBUG("client %s: trying group %u channel %u (%s)", peer_.to_string().c_str(), pick->group,
                   pick->channel, pick->endpoint.to_string().c_str());
-    ConnectResult r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc);
+    // A socket of an earlier connection, if one is kept (SocketPool); a bound one (-B) is not.
+    Fd reused = config.out_bind ? Fd() : worker_.sockets().take(socket_kind(pick->endpoint, config.loopback_cc));
+    const bool was_reused = static_cast<bool>(reused);
+    ConnectResult r =
+        start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc, std::move(reused));
+    if (r.status == ConnectStatus::Failed && (was_reused || is_local_resource_error(r.error))) {
+      // Once more with a new socket: what a kept socket met is not blamed on the channel, and
+      // the descriptors of the kept ones may be what was missing.
+      const bool freed = worker_.sockets().clear();
+      if (was_reused || freed) {
+        r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc);
+      }
+    }
     // (-a must not disable a healthy channel because balance itself ran out of descriptors.)
     if (r.status == ConnectStatus::Failed && is_local_resource_error(r.error)) {
       BALANCE_DEBUG("client %s: cannot connect out: %s; closing", peer_.to_string().c_str(), std::strerror(r.error));
@@ -294,6 +306,19 @@ void log_unserved(const core::Endpoint& peer, uint64_t duration_ms, EndReason re
              peer.to_string().c_str(), static_cast<unsigned long long>(duration_ms), to_string(reason));
 }
 
+// After both streams ended (`reason`), gives the server socket to the worker's pool for a later
+// connect if its connection is over (disconnect_if_over()); false if the caller is to close it.
+bool Session::keeps_server_socket(EndReason reason) {
+  const auto& config = worker_.shared().config;
+  if ((reason != EndReason::ClientClosed && reason != EndReason::ServerClosed) || config.out_bind ||
+      !worker_.keeps_sockets() || !disconnect_if_over(server_.fd.get())) {
+    return false;
+  }
+  loop_.remove(server_.fd.get());
+  worker_.sockets().keep(std::move(server_.fd), socket_kind(pick_->endpoint, config.loopback_cc));
+  return true;
+}
+
 // Ends the session. After a reset, each socket is reset rather than closed with a FIN, so a
 // peer's reset reaches the other peer.
 void Session::close(EndReason reason, bool reset) {
@@ -305,6 +330,7 @@ void Session::close(EndReason reason, bool reset) {
   for (Side* side : {&client_, &server_}) {
     if (!side->fd) continue;
     if (abort) set_reset_on_close(side->fd.get());
+    if (side == &server_ && !abort && keeps_server_socket(reason)) continue;
     loop_.close(side->fd);  // takes it out of epoll too (EventLoop::close)
   }
   worker_.retire(*this);

@@ -73,6 +73,7 @@ class Session {
   std::optional<EndReason> reset_after_end();
   // Ends the session; `reset` (implied by a reset reason) resets both sockets instead of a FIN.
   void close(EndReason reason, bool reset = false);
+  bool keeps_server_socket(EndReason reason);
   EndReason reason_for_failure() const;
   void log_end(EndReason reason) const;
 

@@ -116,7 +116,7 @@ bool is_tcp_listener(int fd) {
 }
 
 ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<core::Endpoint>& from, bool ack_with_data,
-                            std::string_view loopback_cc) {
+                            std::string_view loopback_cc, Fd reused) {
   ConnectResult r;
   // A v4-mapped channel ([::ffff:a.b.c.d]) is the IPv4 host it names: reached over IPv4, so a
   // -B of either notation can bind the socket, and it works where IPv6 is off.
@@ -127,13 +127,17 @@ ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<cor
     r.error = EAFNOSUPPORT;
     return r;
   }
-  r.fd.reset(::socket(to.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!r.fd) {
-    r.error = errno;
-    return r;
+  if (reused) {
+    r.fd = std::move(reused);
+  } else {
+    r.fd.reset(::socket(to.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!r.fd) {
+      r.error = errno;
+      return r;
+    }
+    set_stream_options(r.fd.get());
+    use_loopback_cc(r.fd.get(), to, loopback_cc);  // before connect: the handshake starts with it
   }
-  set_stream_options(r.fd.get());
-  use_loopback_cc(r.fd.get(), to, loopback_cc);  // before connect: the handshake starts with it
   if (ack_with_data) set_int_option(r.fd.get(), IPPROTO_TCP, TCP_QUICKACK, 0);
   if (from) {
     // Choose the port at connect time, so binding does not use up ephemeral ports early.
@@ -157,6 +161,16 @@ ConnectResult start_connect(const core::Endpoint& to_in, const std::optional<cor
     r.fd.reset();
   }
   return r;
+}
+
+bool disconnect_if_over(int fd) {
+  ::shutdown(fd, SHUT_WR);  // ENOTCONN when the peer's FIN closed it already (our FIN went first)
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state != TCP_CLOSE) return false;
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  return ::connect(fd, &unspec, sizeof unspec) == 0;
 }
 
 bool is_local_resource_error(int err) {

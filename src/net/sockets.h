@@ -67,9 +67,19 @@ struct ConnectResult {
 // the first bytes sent; the caller must send_pending_ack() if it has nothing to send at once, or
 // a server that speaks first would wait for the delayed-ACK timer (up to 200 ms) to accept, and
 // before the server's first bytes are read, to leave the delayed-ACK mode that holding it set.
-// `loopback_cc`: use_loopback_cc() for this peer.
+// `loopback_cc`: use_loopback_cc() for this peer. `reused`: a socket disconnected by
+// disconnect_if_over() to connect instead of a new one; its options are still set (it must be of
+// the same kind, SocketKind, and `from` must be unset: a bound socket is not kept).
 ConnectResult start_connect(const core::Endpoint& to, const std::optional<core::Endpoint>& from,
-                            bool ack_with_data = false, std::string_view loopback_cc = {});
+                            bool ack_with_data = false, std::string_view loopback_cc = {}, Fd reused = Fd());
+
+// Ends the connection of `fd`, whose two streams are over, so that the socket can be connected
+// again: shuts down its write side (the FIN, unless sent already) and, if the connection is then
+// over (state CLOSE: both FINs sent and acknowledged, and with them every byte sent), disconnects
+// it (connect() with AF_UNSPEC). False when it is not over yet, as when a peer across a network
+// has still to acknowledge the FIN: the caller closes the socket as usual, and TCP finishes the
+// end. Disconnecting before that would leave the FIN without a retransmission.
+bool disconnect_if_over(int fd);
 
 // Sends an ACK that TCP is holding back, e.g. the handshake's last one, and leaves delayed-ACK
 // mode (TCP_QUICKACK on): the data that comes next is acknowledged on arrival.

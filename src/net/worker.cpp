@@ -42,6 +42,7 @@ void Worker::run() {
 void Worker::begin_drain(std::function<void()> stopped_accepting, std::function<void()> drained) {
   loop_.post([this, stopped_accepting = std::move(stopped_accepting), drained = std::move(drained)]() mutable {
     acceptors_.clear();  // the listeners leave this loop: no accept can be under way any more
+    sockets_.clear();    // no new connect will take them
     stopped_accepting();
     on_drained_ = std::move(drained);
     notify_if_drained();
@@ -75,7 +76,10 @@ void Worker::retire(Session& session) {
       sessions_[i]->index = i;
     }
     sessions_.pop_back();
-    if (sessions_.empty()) buffers_.pipes.clear();  // no connection left: no pipe kept either
+    if (sessions_.empty()) {  // no connection left: no pipe or socket kept either
+      buffers_.pipes.clear();
+      sockets_.clear();
+    }
     notify_if_drained();
   });
 }

@@ -12,6 +12,7 @@
 #include "core/table.h"
 #include "net/loop.h"
 #include "net/relay.h"
+#include "net/socket_pool.h"
 
 namespace balance::net {
 
@@ -48,6 +49,10 @@ class Worker {
   EventLoop& loop() { return loop_; }
   const WorkerShared& shared() const { return shared_; }
   RelayBuffers& buffers() { return buffers_; }
+  SocketPool& sockets() { return sockets_; }
+  // Whether a session that ends now may give its server socket to sockets(): not while draining,
+  // nor when it is the last session (the pool would be emptied right after).
+  bool keeps_sockets() const { return on_drained_ == nullptr && sessions_.size() > 1; }
   unsigned id() const { return id_; }
   void adopt(std::unique_ptr<Session> session);
   // Destroys `session` once the current batch of events is done.
@@ -61,6 +66,7 @@ class Worker {
   unsigned id_;
   EventLoop loop_;
   RelayBuffers buffers_;
+  SocketPool sockets_;
   std::vector<int> listen_fds_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::unique_ptr<Session>> sessions_;

@@ -128,6 +128,43 @@ def test_server_half_close_client_can_still_send(start_balance, backends):
     assert rec.end == "eof"
 
 
+def test_backend_socket_of_a_finished_connection_serves_the_next(start_balance, backends):
+    """The backend socket of a connection whose both streams ended is kept for the next connect
+    (docs/PERFORMANCE.md, "Techniques"), to either channel: every connection still carries all its
+    bytes and both ends of stream, one descriptor is kept while connections are under way, and
+    none once the last has ended."""
+    servers = [backends(h.EchoServer()), backends(h.EchoServer())]
+    port = h.free_port()
+    bal = start_balance(port, [s.address for s in servers], ["--threads", "1"])
+    baseline = bal.fd_count()
+    anchor = h.connect(port)  # a connection under way: the worker keeps what the others leave
+    anchor.sendall(b"anchor")
+    assert h.recv_exact(anchor, 6) == b"anchor"
+    inodes = []
+    for i in range(6):
+        before = [len(s.records) for s in servers]
+        payload = f"connection {i} ".encode() * (100 + i)
+        with h.connect(port) as c:
+            c.sendall(payload)
+            h.wait_for(lambda: sum(len(s.records) for s in servers) > sum(before), 10, "the backend connection")
+            srv = next(s for s, n in zip(servers, before) if len(s.records) > n)
+            rec = srv.records[-1]
+            mine = [k for k in bal.connections() if k.local[1] == rec.peer[1] and k.remote[1] == srv.port]
+            assert len(mine) == 1, bal.connections()
+            inodes.append(mine[0].inode)
+            c.shutdown(socket.SHUT_WR)
+            assert h.recv_until_eof(c, 20) == payload
+        assert rec.ended.wait(h.scaled(20))
+        assert (rec.end, rec.received_bytes) == ("eof", len(payload))
+        assert rec.received_sha256 == hashlib.sha256(payload).hexdigest()
+        bal.wait_fd_count(baseline + 3)  # the anchor's two sockets and the one kept
+    assert len(set(inodes)) == 1, inodes  # one socket connected six times
+    assert {len(s.records) for s in servers} == {3, 4}  # round robin: both channels were reached
+    anchor.close()
+    bal.wait_no_connections()
+    bal.wait_fd_count(baseline)
+
+
 def test_backend_reset_mid_stream(start_balance, backends):
     """A backend resetting mid-stream ends the client's connection promptly; balance keeps serving."""
     srv = backends(h.EchoServer(reset_after=256 * 1024))

@@ -213,5 +213,116 @@ TEST(Congestion, AnAlgorithmTheKernelLacksIsRefused) {
   EXPECT_EQ(congestion_control_error("no_such_cc"), ENOENT);
 }
 
+// A connection whose both streams ended leaves its socket to connect again (SocketPool).
+struct Pair {
+  Fd client;
+  Fd server;
+};
+
+Pair connect_pair(const Listener& server, const std::string& cc, Fd reused = Fd()) {
+  Pair p;
+  ConnectResult c = start_connect(server.at, std::nullopt, /*ack_with_data=*/false, cc, std::move(reused));
+  EXPECT_NE(c.status, ConnectStatus::Failed) << std::strerror(c.error);
+  EXPECT_TRUE(wait_for(c.fd.get(), POLLOUT));
+  p.client = std::move(c.fd);
+  for (int i = 0; i < 100 && !p.server; ++i) {
+    if (!(p.server = server.accept_now())) wait_for(server.fd.get(), POLLIN);
+  }
+  return p;
+}
+
+// What `fd` receives until its peer's FIN (or 5 s without a byte).
+std::string read_to_eof(int fd) {
+  std::string got;
+  char buf[256];
+  while (wait_for(fd, POLLIN)) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return got;
+    if (n < 0 && errno != EAGAIN) return got + "<error: " + std::strerror(errno) + ">";
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+  }
+  return got + "<no end>";
+}
+
+std::string read_some(int fd) {
+  char buf[256];
+  if (!wait_for(fd, POLLIN)) return "<nothing>";
+  const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "<end or error>";
+}
+
+int int_option(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(::getsockopt(fd, level, name, &v, &len), 0) << std::strerror(errno);
+  return v;
+}
+
+// `up` from client to server, then `down` back (if any).
+void exchange(const Pair& p, const std::string& up, const std::string& down) {
+  ASSERT_EQ(::send(p.client.get(), up.data(), up.size(), MSG_NOSIGNAL), static_cast<ssize_t>(up.size()));
+  EXPECT_EQ(read_some(p.server.get()), up);
+  if (down.empty()) return;
+  ASSERT_EQ(::send(p.server.get(), down.data(), down.size(), MSG_NOSIGNAL), static_cast<ssize_t>(down.size()));
+  EXPECT_EQ(read_some(p.client.get()), down);
+}
+
+// The server ends first (an HTTP/1.0 backend): after its FIN the client's end is sent, and once
+// both are acknowledged the socket connects again, with the options start_connect() gave it.
+TEST(Reuse, ASocketWhoseConnectionIsOverConnectsAgainWithItsOptions) {
+  Listener server;
+  const std::string cc = other_cc();
+  Pair first = connect_pair(server, cc);
+  ASSERT_TRUE(first.client && first.server);
+  exchange(first, "ping", "pong");
+  first.server.reset();  // close: the server's FIN
+  EXPECT_EQ(read_to_eof(first.client.get()), "");
+  ASSERT_TRUE(disconnect_if_over(first.client.get()));
+  const int fd = first.client.get();
+  EXPECT_EQ(int_option(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+  EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_OOBINLINE), 1);
+  EXPECT_EQ(congestion_of(fd), cc);
+
+  Pair second = connect_pair(server, cc, std::move(first.client));
+  ASSERT_TRUE(second.client && second.server);
+  EXPECT_EQ(second.client.get(), fd);  // the same socket
+  exchange(second, "again", "and again");
+  ::shutdown(second.client.get(), SHUT_WR);
+  EXPECT_EQ(read_to_eof(second.server.get()), "");  // its end of stream arrives as on any connection
+}
+
+// The client ends first: its FIN went out before the server's, which then closed the connection
+// (TIME_WAIT keeps the old addresses; the socket itself is free to connect again).
+TEST(Reuse, AfterTheClientEndedFirst) {
+  Listener server;
+  Pair first = connect_pair(server, "");
+  ASSERT_TRUE(first.client && first.server);
+  exchange(first, "request", "");
+  ::shutdown(first.client.get(), SHUT_WR);
+  EXPECT_EQ(read_to_eof(first.server.get()), "");
+  ASSERT_EQ(::send(first.server.get(), "bye", 3, MSG_NOSIGNAL), 3);
+  first.server.reset();
+  EXPECT_EQ(read_to_eof(first.client.get()), "bye");
+  ASSERT_TRUE(disconnect_if_over(first.client.get()));
+  Pair second = connect_pair(server, "", std::move(first.client));
+  ASSERT_TRUE(second.client && second.server);
+  exchange(second, "next", "answer");
+}
+
+// A connection that is not over (the server has not ended its stream) is only shut down: the
+// server gets the end of stream and can still answer, and the caller closes the socket as usual.
+TEST(Reuse, AConnectionThatIsNotOverIsNotDisconnected) {
+  Listener server;
+  Pair p = connect_pair(server, "");
+  ASSERT_TRUE(p.client && p.server);
+  exchange(p, "question", "");
+  EXPECT_FALSE(disconnect_if_over(p.client.get()));
+  EXPECT_EQ(read_to_eof(p.server.get()), "");  // the end of stream reached the server
+  ASSERT_EQ(::send(p.server.get(), "late answer", 11, MSG_NOSIGNAL), 11);
+  p.server.reset();
+  EXPECT_EQ(read_to_eof(p.client.get()), "late answer");  // and nothing was cut
+}
+
 }  // namespace
 }  // namespace balance::net
