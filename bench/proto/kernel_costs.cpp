@@ -12,7 +12,10 @@
 //   - epoll_wait() that returns one ready socket at once, in ns: the extra call per connection
 //     of one accept per wake-up instead of a batch;
 //   - a timer per connection as its own timerfd (create, watch in epoll, arm, disarm, close),
-//     in ns, against arming and cancelling a hook of balance's timer wheel.
+//     in ns, against arming and cancelling a hook of balance's timer wheel;
+//   - a connection to a loopback listener, from connect to the end of both streams, made with a
+//     new socket each time (socket, options, connect, close) against one socket kept and
+//     connected again (disconnect_if_over(), SocketPool), in us.
 //
 // usage: kernel_costs [ROUNDS]   (default 200000; each line takes about ROUNDS x its cost)
 
@@ -27,13 +30,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
+#include "core/endpoint.h"
 #include "net/fd.h"
+#include "net/sockets.h"
 #include "net/timer_wheel.h"
 
 namespace {
@@ -179,6 +185,40 @@ double wheel_per_connection_ns(long rounds) {
   return fired == 0 ? ns : -1;
 }
 
+// µs per connection to a loopback listener and its end: connect (balance's start_connect()),
+// accept, the server closes, the client reads the end and ends its side: close() (`keep`
+// false) or disconnect_if_over() and the next connect on the same socket (`keep` true).
+double connection_us(long connections, bool keep) {
+  sockaddr_in a{};
+  balance::net::Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+      ::listen(listener.get(), 64) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return -1;
+  }
+  const auto to = balance::core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&a), len);
+  balance::net::Fd kept;
+  char byte;
+  const auto start = Clock::now();
+  for (long i = 0; i < connections; ++i) {
+    balance::net::ConnectResult c = balance::net::start_connect(*to, std::nullopt, false, "cubic", std::move(kept));
+    pollfd out{c.fd.get(), POLLOUT, 0};
+    if (c.status == balance::net::ConnectStatus::Failed || ::poll(&out, 1, 5000) != 1) return -1;
+    balance::net::Fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!server) return -1;
+    server.reset();  // its FIN
+    pollfd in{c.fd.get(), POLLIN, 0};
+    if (::poll(&in, 1, 5000) != 1 || ::recv(c.fd.get(), &byte, 1, 0) != 0) return -1;
+    if (keep) {
+      if (!balance::net::disconnect_if_over(c.fd.get())) return -1;
+      kept = std::move(c.fd);
+    }
+  }
+  return ns_since(start) / 1000.0 / static_cast<double>(connections);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -206,7 +246,11 @@ int main(int argc, char** argv) {
   const double epoll_ns = pair.ok ? ready_epoll_wait_ns(pair, rounds) : -1;
   const double timerfd_ns = timerfd_per_connection_ns(rounds);
   const double wheel_ns = wheel_per_connection_ns(rounds);
-  if (recv_ns < 0 || accept_ns < 0 || info_ns < 0 || epoll_ns < 0 || timerfd_ns < 0 || wheel_ns < 0) {
+  const long connections = std::max(rounds / 20, 10L);
+  const double new_us = connection_us(connections, false);
+  const double kept_us = connection_us(connections, true);
+  if (recv_ns < 0 || accept_ns < 0 || info_ns < 0 || epoll_ns < 0 || timerfd_ns < 0 || wheel_ns < 0 || new_us < 0 ||
+      kept_us < 0) {
     std::fprintf(stderr, "kernel_costs: a loopback socket, epoll or timerfd call did not behave as expected\n");
     return 1;
   }
@@ -216,5 +260,7 @@ int main(int argc, char** argv) {
   std::printf("epoll_wait, one socket ready: %.0f ns\n", epoll_ns);
   std::printf("timer per connection, timerfd (create, epoll_ctl, arm, disarm, close): %.0f ns\n", timerfd_ns);
   std::printf("timer per connection, wheel (schedule, cancel): %.0f ns\n", wheel_ns);
+  std::printf("loopback connection, a new socket (socket, options, connect, close): %.2f us\n", new_us);
+  std::printf("loopback connection, a kept socket (connect, disconnect_if_over): %.2f us\n", kept_us);
   return 0;
 }

@@ -72,6 +72,8 @@ KERNEL_COSTS_LINES = [
     "getsockopt TCP_INFO on a listener (its queue's length)", "epoll_wait, one socket ready",
     "timer per connection, timerfd (create, epoll_ctl, arm, disarm, close)",
     "timer per connection, wheel (schedule, cancel)",
+    "loopback connection, a new socket (socket, options, connect, close)",
+    "loopback connection, a kept socket (connect, disconnect_if_over)",
 ]
 
 
