@@ -87,6 +87,21 @@ double ping_pong(int cpu_a, int cpu_b, long rounds) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? us : -1;
 }
 
+// A TCP socket listening on 127.0.0.1 on a port the kernel picks (`a` gets the address), or an
+// invalid one. `type_flags` go to socket() (e.g. SOCK_NONBLOCK).
+balance::net::Fd listen_on_loopback(sockaddr_in& a, int type_flags) {
+  balance::net::Fd listener(::socket(AF_INET, SOCK_STREAM | type_flags, 0));
+  a = sockaddr_in{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+      ::listen(listener.get(), 64) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return balance::net::Fd();
+  }
+  return listener;
+}
+
 // A loopback TCP listener (non-blocking, nothing queued), a connection to it, and the accepted
 // end of that connection (non-blocking, nothing to read).
 struct LoopbackPair {
@@ -94,17 +109,10 @@ struct LoopbackPair {
   bool ok = false;
 
   LoopbackPair() {
-    listener = balance::net::Fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    sockaddr_in a;
+    listener = listen_on_loopback(a, SOCK_NONBLOCK);
     client = balance::net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (!listener || !client || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
-        ::listen(listener.get(), 8) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
-        ::connect(client.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
-      return;
-    }
+    if (!listener || !client || ::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
     pollfd queued{listener.get(), POLLIN, 0};  // the handshake may complete a moment later
     if (::poll(&queued, 1, 5000) != 1) return;
     server = balance::net::Fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK));
@@ -189,16 +197,10 @@ double wheel_per_connection_ns(long rounds) {
 // accept, the server closes, the client reads the end and ends its side: close() (`keep`
 // false) or disconnect_if_over() and the next connect on the same socket (`keep` true).
 double connection_us(long connections, bool keep) {
-  sockaddr_in a{};
-  balance::net::Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
-      ::listen(listener.get(), 64) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    return -1;
-  }
-  const auto to = balance::core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&a), len);
+  sockaddr_in a;
+  const balance::net::Fd listener = listen_on_loopback(a, 0);
+  if (!listener) return -1;
+  const auto to = balance::core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&a), sizeof a);
   balance::net::Fd kept;
   char byte;
   const auto start = Clock::now();

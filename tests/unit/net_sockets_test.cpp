@@ -24,6 +24,14 @@ struct Listener {
   core::Endpoint at = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&addr), sizeof addr);
 
   Fd accept_now() const { return Fd(::accept4(fd.get(), nullptr, nullptr, SOCK_NONBLOCK)); }
+  // A client once its handshake is complete (bounded: invalid after about 100 waits).
+  Fd accept_waiting() const {
+    Fd accepted;
+    for (int i = 0; i < 100 && !accepted; ++i) {
+      if (!(accepted = accept_now())) wait_for(fd.get(), POLLIN);
+    }
+    return accepted;
+  }
 };
 
 // The first bytes carry the handshake's last ACK: SYN and data, two segments, not three.
@@ -38,10 +46,7 @@ TEST(Connect, HandshakeAckRidesOnTheFirstBytes) {
     ASSERT_TRUE(wait_for(c.fd.get(), POLLOUT));
     ASSERT_EQ(::send(c.fd.get(), "hello", 5, MSG_NOSIGNAL), 5);
     best = segments_sent(c.fd.get());
-    Fd accepted;
-    for (int i = 0; i < 100 && !accepted; ++i) {
-      if (!(accepted = server.accept_now())) wait_for(server.fd.get(), POLLIN);
-    }
+    Fd accepted = server.accept_waiting();
     ASSERT_TRUE(accepted);
     char buf[8];
     ASSERT_TRUE(wait_for(accepted.get(), POLLIN));
@@ -72,10 +77,7 @@ TEST(Connect, PlainConnectAcksAtOnce) {
   ConnectResult c = start_connect(server.at, std::nullopt);
   ASSERT_NE(c.status, ConnectStatus::Failed) << std::strerror(c.error);
   ASSERT_TRUE(wait_for(c.fd.get(), POLLOUT));
-  Fd accepted;
-  for (int i = 0; i < 100 && !accepted; ++i) {
-    if (!(accepted = server.accept_now())) wait_for(server.fd.get(), POLLIN);
-  }
+  Fd accepted = server.accept_waiting();
   EXPECT_TRUE(accepted);
   EXPECT_EQ(segments_sent(c.fd.get()), 2u);  // SYN, ACK
 }
@@ -87,10 +89,7 @@ std::string source_seen(const Listener& server, const core::Endpoint& to, const 
   if (c.status == ConnectStatus::Failed) return "";
   EXPECT_TRUE(wait_for(c.fd.get(), POLLOUT));
   EXPECT_EQ(socket_error(c.fd.get()), 0);
-  Fd accepted;
-  for (int i = 0; i < 100 && !accepted; ++i) {
-    if (!(accepted = server.accept_now())) wait_for(server.fd.get(), POLLIN);
-  }
+  Fd accepted = server.accept_waiting();
   if (!accepted) return "accept failed";
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -225,9 +224,7 @@ Pair connect_pair(const Listener& server, const std::string& cc, Fd reused = Fd(
   EXPECT_NE(c.status, ConnectStatus::Failed) << std::strerror(c.error);
   EXPECT_TRUE(wait_for(c.fd.get(), POLLOUT));
   p.client = std::move(c.fd);
-  for (int i = 0; i < 100 && !p.server; ++i) {
-    if (!(p.server = server.accept_now())) wait_for(server.fd.get(), POLLIN);
-  }
+  p.server = server.accept_waiting();
   return p;
 }
 
