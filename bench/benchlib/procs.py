@@ -110,12 +110,41 @@ def tcp_segments_sent():
     return int(lines[1][lines[0].index("OutSegs")])
 
 
-def machine_busy_seconds():
-    """CPU time the whole machine has spent busy so far, over all CPUs: user, nice, system, irq
-    and softirq of /proc/stat (guest time is inside user; idle, iowait and steal are not busy)."""
+def _machine_ticks():
+    """(busy, steal, all) CPU ticks of the whole machine so far, over all CPUs, from /proc/stat:
+    busy is user, nice, system, irq and softirq (guest time is inside user; idle, iowait and
+    steal are not busy); steal is the time the hypervisor ran something else on our CPUs."""
     with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
-    return (user + nice + system + irq + softirq) / CLK_TCK
+        ticks = list(map(int, f.readline().split()[1:9]))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return user + nice + system + irq + softirq, steal, sum(ticks)
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine has spent busy so far, over all CPUs (see _machine_ticks)."""
+    return _machine_ticks()[0] / CLK_TCK
+
+
+def tcp_syns_retransmitted():
+    """SYNs the machine has retransmitted so far (TCPSynRetrans of /proc/net/netstat): each one
+    is a connection that waited a second or more for its handshake."""
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    return int(lines[1][lines[0].index("TCPSynRetrans")])
+
+
+class Disturbance:
+    """What, besides the contender, may have slowed a run: the share of the machine's CPU time
+    the hypervisor took (steal) and the SYNs retransmitted while it ran."""
+
+    def __init__(self):
+        _, self._steal, self._all = _machine_ticks()
+        self._syns = tcp_syns_retransmitted()
+
+    def result(self):
+        _, steal, total = _machine_ticks()
+        return {"steal_pct": 100.0 * (steal - self._steal) / max(1, total - self._all),
+                "syn_retrans": tcp_syns_retransmitted() - self._syns}
 
 
 def session_pss_kib(sid):

@@ -172,6 +172,27 @@ def spread_table(results, names, only):
     return "\n".join(lines)
 
 
+STEAL_NOTED_PCT = 5.0  # a run in which the hypervisor took at least this share of the CPU
+
+
+def disturbed_runs(results):
+    """One line per run that something besides its contender may have slowed: the hypervisor
+    took STEAL_NOTED_PCT or more of the machine's CPU time, or a SYN was retransmitted (a
+    connection that waited a second or more for its handshake). "" when there is none."""
+    lines = []
+    for r in results:
+        steal, syns = r.get("steal_pct"), r.get("syn_retrans")
+        why = []
+        if steal is not None and steal >= STEAL_NOTED_PCT:
+            why.append(f"{steal:.0f} % of the CPU time taken by the hypervisor (steal)")
+        if syns:
+            why.append(f"{syns} SYN{'s' if syns > 1 else ''} retransmitted")
+        if why:
+            lines.append(f"- round {r['round']}, {r['workload']} through {r['contender']}: "
+                         + ", ".join(why))
+    return "\n".join(lines)
+
+
 # rate key, the goal's ratio, balance's CPU per unit, the machine's CPU per unit, the unit
 BUDGETS = [("conn_rate", 1.2, "cpu_us", "conn_machine_us", "connection"),
            ("ka_rps", 1.1, "ka_cpu_us", "ka_machine_us", "keep-alive request")]

@@ -198,3 +198,18 @@ def test_the_budget_a_rate_goal_leaves_balance():
         bare = [{k: v for k, v in r.items() if k != drop or r["contender"] != (
             "balance" if drop == "conn_machine_us" else "haproxy")} for r in results]
         assert report.budget_table(bare, NAMES, 2) == ""
+
+
+def test_runs_the_machine_disturbed_are_listed_with_what_disturbed_them():
+    quiet = {**conn_run(1, "pen", 7000), "steal_pct": 4.9, "syn_retrans": 0}
+    stolen = {**conn_run(1, "balance", 1200), "steal_pct": 38.2, "syn_retrans": 0}
+    retried = {**conn_run(2, "haproxy", 5000), "steal_pct": 0.0, "syn_retrans": 3}
+    both = {**conn_run(2, "balance", 900), "steal_pct": 5.0, "syn_retrans": 1}
+    older = conn_run(3, "pen", 7000)  # a run recorded before these counts were kept
+    text = report.disturbed_runs([quiet, stolen, retried, both, older])
+    assert text.splitlines() == [
+        "- round 1, conn through balance: 38 % of the CPU time taken by the hypervisor (steal)",
+        "- round 2, conn through haproxy: 3 SYNs retransmitted",
+        "- round 2, conn through balance: 5 % of the CPU time taken by the hypervisor (steal), "
+        "1 SYN retransmitted"]
+    assert report.disturbed_runs([quiet, older]) == ""
