@@ -29,9 +29,21 @@ core::Endpoint client_address(const sockaddr_storage& ss, socklen_t len) {
   return peer.value_or(core::Endpoint{}).unmapped();
 }
 
+// Whether loopback clients of this listener need the loopback congestion control set one by one:
+// a listener bound to a loopback address has it already (its clients inherit it).
+bool cc_per_client(int listen_fd, const std::string& loopback_cc) {
+  if (loopback_cc.empty()) return false;
+  const auto local = local_endpoint(listen_fd);
+  return !local || !local->unmapped().is_loopback();
+}
+
 }  // namespace
 
-Acceptor::Acceptor(Worker& worker, int listen_fd) : worker_(worker), listen_fd_(listen_fd), spare_(open_spare()) {
+Acceptor::Acceptor(Worker& worker, int listen_fd)
+    : worker_(worker),
+      listen_fd_(listen_fd),
+      cc_per_client_(cc_per_client(listen_fd, worker.shared().config.loopback_cc)),
+      spare_(open_spare()) {
   resume();
 }
 
@@ -79,7 +91,9 @@ bool Acceptor::accept_one() {
   }
   auto& header = worker_.shared().table.header;
   header.accepted_total.fetch_add(1, std::memory_order_relaxed);
-  auto session = std::make_unique<Session>(worker_, std::move(fd), client_address(ss, len));
+  const core::Endpoint client = client_address(ss, len);
+  if (cc_per_client_) use_loopback_cc(fd.get(), client, worker_.shared().config.loopback_cc);
+  auto session = std::make_unique<Session>(worker_, std::move(fd), client);
   Session& s = *session;
   worker_.adopt(std::move(session));
   s.start();

@@ -2,6 +2,10 @@
 // several workers share one, EPOLLEXCLUSIVE wakes one of them per new connection) and hands
 // each to a new Session on this worker.
 //
+// A listener bound to a loopback address gives its clients the loopback congestion control
+// (--loopback-cc) by inheritance; one bound to all addresses may take clients from anywhere, so
+// the acceptor sets it on each client that comes from this host (one setsockopt per such client).
+//
 // Descriptor exhaustion (EMFILE/ENFILE) never spins: the worker's kept sockets (SocketPool) are
 // closed first; then a spare descriptor is given up to accept and close the waiting client at
 // once (it sees a clean close, not a hang), and if even that fails the acceptor stops listening
@@ -30,6 +34,7 @@ class Acceptor final : public Watch {
 
   Worker& worker_;
   int listen_fd_;
+  bool cc_per_client_;  // loopback clients need --loopback-cc set: the listener's is not theirs
   Fd spare_;
   bool listening_ = false;
   TimerHook pause_timer_;

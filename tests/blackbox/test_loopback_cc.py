@@ -1,5 +1,5 @@
 """--loopback-cc: the TCP congestion control of balance's sockets whose peer is on this host (a
-listener bound to a loopback address, channels at loopback addresses), read from outside with
+listener's clients on this host, channels at loopback addresses), read from outside with
 `ss -ti` on each socket of a proxied connection."""
 
 import subprocess
@@ -65,9 +65,10 @@ def test_the_named_algorithm_on_both_of_balances_sockets(start_balance, backends
                              "balance-server": other_cc(), "server": system_cc()}
 
 
-def test_default_cubic_only_where_the_peer_is_on_this_host(start_balance, backends):
-    """By default cubic. A listener on all addresses may take clients from anywhere: its
-    sockets keep the system's algorithm, while the connection to a loopback channel has cubic."""
+def test_default_cubic_on_a_listener_on_all_addresses_too(start_balance, backends):
+    """By default cubic, and without -b as well: a listener on all addresses takes clients from
+    anywhere, so the algorithm is set on each client socket whose peer is on this host (the
+    listener's own would reach every client); the client and the server keep the system's."""
     if "cubic" not in available_ccs():
         pytest.skip("this kernel has no cubic")
     srv = backends(h.EchoServer())
@@ -75,9 +76,18 @@ def test_default_cubic_only_where_the_peer_is_on_this_host(start_balance, backen
     start_balance(port, [srv.address])
     c, ends = proxied(port, srv)
     with c:
-        got = ccs(ends)
-    assert got["balance-server"] == "cubic"
-    assert got["balance-client"] == system_cc()
+        assert ccs(ends) == {"client": system_cc(), "balance-client": "cubic",
+                             "balance-server": "cubic", "server": system_cc()}
+
+
+def test_a_named_algorithm_on_a_listener_on_all_addresses(start_balance, backends):
+    srv = backends(h.EchoServer())
+    port = h.free_port()
+    start_balance(port, [srv.address], opts=["--loopback-cc", other_cc()])
+    c, ends = proxied(port, srv)
+    with c:
+        assert ccs(ends) == {"client": system_cc(), "balance-client": other_cc(),
+                             "balance-server": other_cc(), "server": system_cc()}
 
 
 def test_system_keeps_the_systems_algorithm(start_balance, backends):
