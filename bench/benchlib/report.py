@@ -176,21 +176,22 @@ STEAL_NOTED_PCT = 5.0  # a run in which the hypervisor took at least this share 
 
 
 def disturbed_runs(results):
-    """One line per run that something besides its contender may have slowed: the hypervisor
-    took STEAL_NOTED_PCT or more of the machine's CPU time, or a SYN was retransmitted (a
-    connection that waited a second or more for its handshake). "" when there is none."""
-    lines = []
+    """The runs that something besides their contender may have slowed, one line per round and
+    workload: the hypervisor took STEAL_NOTED_PCT or more of the machine's CPU time, or a SYN
+    was retransmitted (a connection that waited a second or more for its handshake). "" when
+    there is none."""
+    noted = {}  # (round, workload) -> ["contender what", ...], in the order the runs were made
     for r in results:
         steal, syns = r.get("steal_pct"), r.get("syn_retrans")
         why = []
         if steal is not None and steal >= STEAL_NOTED_PCT:
-            why.append(f"{steal:.0f} % of the CPU time taken by the hypervisor (steal)")
+            why.append(f"{steal:.0f} % steal")
         if syns:
             why.append(f"{syns} SYN{'s' if syns > 1 else ''} retransmitted")
         if why:
-            lines.append(f"- round {r['round']}, {r['workload']} through {r['contender']}: "
-                         + ", ".join(why))
-    return "\n".join(lines)
+            noted.setdefault((r["round"], r["workload"]), []).append(
+                f"{r['contender']} {' and '.join(why)}")
+    return "\n".join(f"- round {rnd}, {wl}: " + ", ".join(runs) for (rnd, wl), runs in noted.items())
 
 
 # rate key, the goal's ratio, balance's CPU per unit, the machine's CPU per unit, the unit

@@ -200,16 +200,15 @@ def test_the_budget_a_rate_goal_leaves_balance():
         assert report.budget_table(bare, NAMES, 2) == ""
 
 
-def test_runs_the_machine_disturbed_are_listed_with_what_disturbed_them():
+def test_runs_the_machine_disturbed_are_listed_by_round_and_workload():
     quiet = {**conn_run(1, "pen", 7000), "steal_pct": 4.9, "syn_retrans": 0}
     stolen = {**conn_run(1, "balance", 1200), "steal_pct": 38.2, "syn_retrans": 0}
+    stolen_too = {**conn_run(1, "haproxy", 4000), "steal_pct": 12.0, "syn_retrans": 0}
     retried = {**conn_run(2, "haproxy", 5000), "steal_pct": 0.0, "syn_retrans": 3}
     both = {**conn_run(2, "balance", 900), "steal_pct": 5.0, "syn_retrans": 1}
     older = conn_run(3, "pen", 7000)  # a run recorded before these counts were kept
-    text = report.disturbed_runs([quiet, stolen, retried, both, older])
+    text = report.disturbed_runs([quiet, stolen, stolen_too, retried, both, older])
     assert text.splitlines() == [
-        "- round 1, conn through balance: 38 % of the CPU time taken by the hypervisor (steal)",
-        "- round 2, conn through haproxy: 3 SYNs retransmitted",
-        "- round 2, conn through balance: 5 % of the CPU time taken by the hypervisor (steal), "
-        "1 SYN retransmitted"]
+        "- round 1, conn: balance 38 % steal, haproxy 12 % steal",
+        "- round 2, conn: haproxy 3 SYNs retransmitted, balance 5 % steal and 1 SYN retransmitted"]
     assert report.disturbed_runs([quiet, older]) == ""
