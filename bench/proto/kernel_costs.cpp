@@ -11,6 +11,9 @@
 //     batch of accepts, against getsockopt(TCP_INFO), which tells the queue's length instead;
 //   - epoll_wait() that returns one ready socket at once, in ns: the extra call per connection
 //     of one accept per wake-up instead of a batch;
+//   - epoll_ctl ADD and DEL of a connected loopback socket, in ns: what a kept backend socket
+//     pays to be watched for its next connection, against one MOD that points its registration
+//     at another watcher;
 //   - a timer per connection as its own timerfd (create, watch in epoll, arm, disarm, close),
 //     in ns, against arming and cancelling a hook of balance's timer wheel;
 //   - a connection to a loopback listener, from connect to the end of both streams, made with a
@@ -163,6 +166,21 @@ double ready_epoll_wait_ns(const LoopbackPair& p, long rounds) {
   return ::recv(p.server.get(), &byte, 1, 0) == 1 ? ns : -1;
 }
 
+// A connected socket watched (ADD, with the session's events) and no longer (DEL), or, with `mod`,
+// its registration pointed elsewhere (MOD) instead.
+double epoll_watch_ns(const LoopbackPair& p, long rounds, bool mod) {
+  balance::net::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+  if (!ep || (mod && ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, p.client.get(), &ev) != 0)) return -1;
+  return ns_per_call(rounds, [&] {
+    ++ev.data.u64;
+    if (mod) return ::epoll_ctl(ep.get(), EPOLL_CTL_MOD, p.client.get(), &ev) == 0;
+    return ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, p.client.get(), &ev) == 0 &&
+           ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, p.client.get(), nullptr) == 0;
+  });
+}
+
 // What a connection would pay for its connect timeout with a timer of its own.
 double timerfd_per_connection_ns(long rounds) {
   balance::net::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
@@ -246,13 +264,15 @@ int main(int argc, char** argv) {
   const double accept_ns = pair.ok ? eagain_accept_ns(pair, rounds) : -1;
   const double info_ns = pair.ok ? listener_tcp_info_ns(pair, rounds) : -1;
   const double epoll_ns = pair.ok ? ready_epoll_wait_ns(pair, rounds) : -1;
+  const double watch_ns = pair.ok ? epoll_watch_ns(pair, rounds, false) : -1;
+  const double rewatch_ns = pair.ok ? epoll_watch_ns(pair, rounds, true) : -1;
   const double timerfd_ns = timerfd_per_connection_ns(rounds);
   const double wheel_ns = wheel_per_connection_ns(rounds);
   const long connections = std::max(rounds / 20, 10L);
   const double new_us = connection_us(connections, false);
   const double kept_us = connection_us(connections, true);
-  if (recv_ns < 0 || accept_ns < 0 || info_ns < 0 || epoll_ns < 0 || timerfd_ns < 0 || wheel_ns < 0 || new_us < 0 ||
-      kept_us < 0) {
+  if (recv_ns < 0 || accept_ns < 0 || info_ns < 0 || epoll_ns < 0 || watch_ns < 0 || rewatch_ns < 0 ||
+      timerfd_ns < 0 || wheel_ns < 0 || new_us < 0 || kept_us < 0) {
     std::fprintf(stderr, "kernel_costs: a loopback socket, epoll or timerfd call did not behave as expected\n");
     return 1;
   }
@@ -260,6 +280,8 @@ int main(int argc, char** argv) {
   std::printf("accept4, nothing queued (EAGAIN): %.0f ns\n", accept_ns);
   std::printf("getsockopt TCP_INFO on a listener (its queue's length): %.0f ns\n", info_ns);
   std::printf("epoll_wait, one socket ready: %.0f ns\n", epoll_ns);
+  std::printf("epoll_ctl ADD and DEL of a connected socket: %.0f ns\n", watch_ns);
+  std::printf("epoll_ctl MOD of a connected socket: %.0f ns\n", rewatch_ns);
   std::printf("timer per connection, timerfd (create, epoll_ctl, arm, disarm, close): %.0f ns\n", timerfd_ns);
   std::printf("timer per connection, wheel (schedule, cancel): %.0f ns\n", wheel_ns);
   std::printf("loopback connection, a new socket (socket, options, connect, close): %.2f us\n", new_us);

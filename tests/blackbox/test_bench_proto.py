@@ -70,6 +70,7 @@ KERNEL_COSTS_LINES = [
     "syscall (getppid)", "pipe round trip, one CPU", "pipe round trip, two CPUs",
     "recv, nothing to read (EAGAIN)", "accept4, nothing queued (EAGAIN)",
     "getsockopt TCP_INFO on a listener (its queue's length)", "epoll_wait, one socket ready",
+    "epoll_ctl ADD and DEL of a connected socket", "epoll_ctl MOD of a connected socket",
     "timer per connection, timerfd (create, epoll_ctl, arm, disarm, close)",
     "timer per connection, wheel (schedule, cancel)",
     "loopback connection, a new socket (socket, options, connect, close)",
