@@ -46,7 +46,9 @@ struct Config {
   bool hash_failover = false;           // -H
   bool use_mmap = false;                // -M
   bool force_ipv6 = false;              // -6
-  unsigned threads = 0;                 // --threads, 0 = number of CPUs
+  unsigned threads = 0;                 // --threads, 0 = number of CPUs balance may run on
+  std::vector<unsigned> cpus;           // --cpus: worker i pinned to cpus[i] (threads == cpus.size())
+  bool cpus_all = false;                // --cpus all: one pinned worker per CPU balance may run on
   unsigned grace_s = 30;                // --grace: how long a stop lets connections finish
   unsigned check_interval_s = 0;        // --check: health-check interval, 0 = no checks
   unsigned rise = 2;                    // --rise: successes that mark a channel up

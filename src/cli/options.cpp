@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -24,7 +25,7 @@ enum OptionId {
   kOptIpv6, kOptAutodisable, kOptBind, kOptOutBind, kOptCommand, kOptDebug, kOptForeground, kOptHashFailover,
   kOptInteractive, kOptMmap, kOptPacketDump, kOptConnectTimeout, kOptIdleTimeout, kOptHelp, kOptVersion, kOptThreads,
   kOptGrace, kOptCheck, kOptRise, kOptFall, kOptProxyProtocol, kOptMetrics, kOptLogConns,
-  kOptLoopbackCc,
+  kOptLoopbackCc, kOptCpus,
 };
 
 // Every option, in usage-text order. A new option is one row here and one case in apply().
@@ -44,7 +45,8 @@ constexpr OptionDef kOptions[] = {
     {kOptIdleTimeout, 'T', "", "sec", "close a connection idle for sec seconds (default: never)"},
     {kOptHelp, 'h', "help", "", "print this help and exit"},
     {kOptVersion, '\0', "version", "", "print the version and exit"},
-    {kOptThreads, '\0', "threads", "n", "worker threads, 1..1024 (default: number of CPUs)"},
+    {kOptThreads, '\0', "threads", "n", "worker threads, 1..1024 (default: one per CPU balance may use)"},
+    {kOptCpus, '\0', "cpus", "list", "a worker pinned to each CPU of list (0-3,8; all: every CPU balance may use)"},
     {kOptGrace, '\0', "grace", "sec", "on SIGTERM, let connections finish for up to sec seconds (default 30)"},
     {kOptCheck, '\0', "check", "sec", "health-check every channel with a TCP connect every sec seconds"},
     {kOptRise, '\0', "rise", "n", "successful checks that mark a channel up (default 2)"},
@@ -57,6 +59,7 @@ constexpr OptionDef kOptions[] = {
 
 constexpr uint64_t kMaxSeconds = 2147483;  // seconds whose milliseconds still fit an int
 constexpr uint64_t kMaxThreads = 1024;
+constexpr unsigned kMaxCpus = CPU_SETSIZE;  // the CPUs a cpu_set_t names
 constexpr uint64_t kMaxWeight = 1000000;
 constexpr size_t kMaxCommandLength = 4096;
 constexpr uint64_t kMaxChecks = 1000;  // --rise/--fall
@@ -170,6 +173,24 @@ Stop parse_loopback_cc(std::string_view value, Config& c) {
   return std::nullopt;
 }
 
+// --cpus LIST: CPU numbers as the kernel writes them ("0-3,8"), or "all" (the CPUs balance may
+// run on, known only when it starts serving).
+Stop parse_cpus(std::string_view value, Config& c) {
+  if (value == "all") {
+    c.cpus_all = true;
+    c.cpus.clear();
+    return std::nullopt;
+  }
+  auto cpus = parse_cpu_list(value, kMaxCpus);
+  if (!cpus) {
+    return usage_error("invalid value [" + printable(value) + "] for --cpus (CPU numbers 0.." +
+                       std::to_string(kMaxCpus - 1) + " and ranges, each once: 0-3,8; or all)");
+  }
+  c.cpus = std::move(*cpus);
+  c.cpus_all = false;
+  return std::nullopt;
+}
+
 // Applies option `d` (with its argument `value`); stops for --help, --version or a bad value.
 Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
   Config& c = p.cfg;
@@ -203,6 +224,7 @@ Stop apply(Parser& p, const OptionDef& d, std::string_view value) {
       break;
     case kOptMetrics: return parse_metrics(value, c);
     case kOptLoopbackCc: return parse_loopback_cc(value, c);
+    case kOptCpus: return parse_cpus(value, c);
     case kOptBind:
       if (value.size() > kMaxHostLength) return bad_address(value);
       c.bind_text = unbracketed(value);
@@ -375,6 +397,13 @@ ParseOutcome parse_operands(Parser& p, std::span<const char* const> operands) {
                          (p.interactive ? "-i" : "-c") + " takes only a port");
     }
   } else {
+    if (!c.cpus.empty()) {
+      if (c.threads != 0 && c.threads != c.cpus.size()) {
+        return usage_error("--threads " + std::to_string(c.threads) + " and --cpus with " +
+                           std::to_string(c.cpus.size()) + " CPUs disagree (one worker per CPU)");
+      }
+      c.threads = static_cast<unsigned>(c.cpus.size());
+    }
     if (Stop s = resolve_binds(p)) return *s;
     if (Stop s = parse_groups(c, operands.subspan(1))) return *s;
   }

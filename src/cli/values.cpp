@@ -23,6 +23,26 @@ std::optional<uint64_t> parse_number(std::string_view text, uint64_t max) {
   return value;
 }
 
+std::optional<std::vector<unsigned>> parse_cpu_list(std::string_view text, unsigned limit) {
+  std::vector<unsigned> cpus;
+  std::vector<bool> seen(limit);
+  while (true) {
+    const size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    const size_t dash = item.find('-');
+    const auto first = parse_number(item.substr(0, dash), limit - 1);
+    const auto last = dash == std::string_view::npos ? first : parse_number(item.substr(dash + 1), limit - 1);
+    if (!first || !last || *last < *first) return std::nullopt;
+    for (uint64_t cpu = *first; cpu <= *last; ++cpu) {
+      if (seen[cpu]) return std::nullopt;
+      seen[cpu] = true;
+      cpus.push_back(static_cast<unsigned>(cpu));
+    }
+    if (comma == std::string_view::npos) return cpus;
+    text.remove_prefix(comma + 1);
+  }
+}
+
 namespace {
 
 std::optional<uint16_t> lookup_service(std::string_view name) {

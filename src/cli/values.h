@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "core/endpoint.h"
 
@@ -15,6 +16,11 @@ inline constexpr size_t kMaxServiceLength = 64;   // longer port text is never a
 
 // A plain decimal number (digits only: no sign, no space, not empty) not above `max`.
 std::optional<uint64_t> parse_number(std::string_view text, uint64_t max);
+
+// A list of CPU numbers as the kernel writes them ("0-3,8,10"; each below `limit`), in the order
+// written, ranges expanded. nullopt when empty, malformed, a range runs backwards, or a CPU is
+// named twice.
+std::optional<std::vector<unsigned>> parse_cpu_list(std::string_view text, unsigned limit);
 
 // A TCP port: a number 1..65535 or a tcp service name from /etc/services.
 std::optional<uint16_t> parse_port(std::string_view text);

@@ -16,6 +16,7 @@
 
 #include "ctl/segment.h"
 #include "log/log.h"
+#include "master/cpus.h"
 #include "master/daemon.h"
 #include "master/supervisor.h"
 #include "master/upgrade.h"
@@ -39,10 +40,6 @@ void raise_descriptor_limit() {
   }
 }
 
-unsigned worker_threads(const cli::Config& config) {
-  return config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
-}
-
 void fill_table(core::Table& table, const cli::Config& config) {
   for (uint32_t g = 0; g < config.groups.size(); ++g) {
     table.groups[g].type.store(static_cast<uint32_t>(config.groups[g].type));
@@ -58,6 +55,7 @@ void trace_config(const cli::Config& config, unsigned threads) {
                 config.bind ? config.bind->host_string().c_str() : "all addresses", config.port, threads,
                 config.connect_timeout_s, idle.c_str());
   if (!config.loopback_cc.empty()) BALANCE_DEBUG("loopback connections: congestion control %s", config.loopback_cc.c_str());
+  for (size_t i = 0; i < config.cpus.size(); ++i) BALANCE_DEBUG("worker %zu pinned to CPU %u", i, config.cpus[i]);
   for (size_t g = 0; g < config.groups.size(); ++g) {
     const auto& group = config.groups[g];
     for (size_t c = 0; c < group.channels.size(); ++c) {
@@ -121,6 +119,7 @@ class Proxy {
   void restore_table();
   void fence_forks(bool raise);
   std::vector<int> listeners_for(unsigned i, unsigned threads) const;
+  void steer_listeners(unsigned threads) const;
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
   const cli::Config& config_;
@@ -151,9 +150,11 @@ bool Proxy::start(Failure& failure) {
   // -p writes to the terminal; a daemon has none, so it never dumps.
   shared_ = std::make_unique<net::WorkerShared>(
       net::WorkerShared{config_, table, config_.packet_dump && config_.foreground});
+  steer_listeners(threads);
   int error = 0;
   for (unsigned i = 0; i < threads && error == 0; ++i) {
-    workers_.push_back(std::make_unique<net::Worker>(*shared_, i, listeners_for(i, threads)));
+    const auto cpu = config_.cpus.empty() ? std::nullopt : std::optional<unsigned>(config_.cpus[i]);
+    workers_.push_back(std::make_unique<net::Worker>(*shared_, i, listeners_for(i, threads), cpu));
     error = workers_.back()->error();
   }
   if (error == 0 && config_.check_interval_s > 0) {
@@ -167,7 +168,22 @@ bool Proxy::start(Failure& failure) {
     return false;
   }
   segment_->guard_size(supervisor_.wake_fd());  // before any thread serves from the table
-  for (auto& w : workers_) w->start();
+  int pin_error = 0;
+  unsigned unpinned = 0;
+  for (unsigned i = 0; i < threads; ++i) {
+    if (const int err = workers_[i]->start(); err != 0 && pin_error == 0) {
+      pin_error = err;
+      unpinned = i;
+    }
+  }
+  for (auto& w : workers_) w->go(pin_error == 0);  // all serve, or none
+  if (pin_error != 0) {
+    failure = {kExitOsErr, "cannot pin worker " + std::to_string(unpinned) + " to CPU " +
+                               std::to_string(config_.cpus[unpinned]) + ": " + std::strerror(pin_error) + ", exiting."};
+    checker_.reset();
+    workers_.clear();
+    return false;
+  }
   if (checker_) checker_->start();
   std::vector<net::EventLoop*> loops;
   for (auto& w : workers_) loops.push_back(&w->loop());
@@ -178,7 +194,8 @@ bool Proxy::start(Failure& failure) {
 
 std::string Proxy::serving_status() const {
   const std::string where = config_.bind ? config_.bind->to_string() : "port " + std::to_string(config_.port);
-  return "serving " + where + " (" + std::to_string(worker_count()) + " worker threads" +
+  const std::string cpus = config_.cpus.empty() ? "" : " on CPUs " + cpu_list_text(config_.cpus);
+  return "serving " + where + " (" + std::to_string(worker_count()) + " worker threads" + cpus +
          (checker_ ? ", health checks" : "") + (metrics_ ? ", metrics on " + config_.metrics->to_string() : "") + ")";
 }
 
@@ -197,6 +214,21 @@ void Proxy::restore_table() {
     table.header.grace_s.store(config_.grace_s);
     if (checker_) table.header.flags.fetch_or(core::kFlagChecks);
   });
+}
+
+// With --cpus, each listener names the CPU of the worker that accepts on it, so that the kernel
+// hands a connection to the worker on the CPU that took its SYN; a listener shared by several
+// workers (an upgrade from a master with fewer threads) names none. Without --cpus none does,
+// inherited listeners included (the predecessor may have pinned its workers).
+void Proxy::steer_listeners(unsigned threads) const {
+  const bool own = !config_.cpus.empty() && listeners_.size() >= threads;
+  for (size_t j = 0; j < listeners_.size(); ++j) {
+    const int cpu = own ? static_cast<int>(config_.cpus[j % threads]) : -1;
+    if (const int err = net::set_incoming_cpu(listeners_[j].get(), cpu); err != 0 && cpu >= 0) {
+      log::write(log::Level::Warning, "cannot steer connections to worker %zu's listener (SO_INCOMING_CPU): %s",
+                 j % threads, std::strerror(err));
+    }
+  }
 }
 
 // The listeners worker `i` of `threads` accepts on: its own, and any beyond the thread count
@@ -394,7 +426,9 @@ int serve(const cli::Config& given, int argc, const char* const* argv) {
   cli::Config config = given;  // the workers keep a reference to it until serve() returns
   std::string loopback_cc_note;
   std::vector<net::Fd> listeners;
-  if (settle_loopback_cc(config, failure, loopback_cc_note)) listeners = open_listeners(config, inheritance, failure);
+  if (settle_cpus(config, failure) && settle_loopback_cc(config, failure, loopback_cc_note)) {
+    listeners = open_listeners(config, inheritance, failure);
+  }
   if (listeners.empty()) {
     std::fprintf(stderr, "%s\n", failure.message.c_str());
     if (inheritance) report_to_predecessor(*inheritance, failure);

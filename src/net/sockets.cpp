@@ -98,6 +98,10 @@ void set_stream_options(int fd) {
   set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);
 }
 
+int set_incoming_cpu(int listen_fd, int cpu) {
+  return ::setsockopt(listen_fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof cpu) == 0 ? 0 : errno;
+}
+
 bool is_tcp_listener(int fd) {
   int listening = 0;
   int type = 0;

@@ -49,6 +49,11 @@ std::optional<unsigned> queued_clients(int listen_fd);
 // which the relay needs (an urgent byte stays in its place in the stream; relay.h).
 void set_stream_options(int fd);
 
+// Which CPU's connections a listener of a SO_REUSEPORT group takes (SO_INCOMING_CPU): the kernel
+// hands a new connection to the listener that names the CPU its SYN was processed on, if any
+// does, else picks one by hash. -1 names none. 0 or errno.
+int set_incoming_cpu(int listen_fd, int cpu);
+
 // True if `fd` is a listening TCP socket (IPv4 or IPv6).
 bool is_tcp_listener(int fd);
 

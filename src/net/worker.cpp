@@ -1,6 +1,7 @@
 #include "net/worker.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <string>
 #include <utility>
@@ -10,8 +11,8 @@
 
 namespace balance::net {
 
-Worker::Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds)
-    : shared_(shared), id_(id), listen_fds_(std::move(listen_fds)) {}
+Worker::Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds, std::optional<unsigned> cpu)
+    : shared_(shared), id_(id), listen_fds_(std::move(listen_fds)), cpu_(cpu) {}
 
 Worker::~Worker() {
   stop_and_join();
@@ -19,14 +20,28 @@ Worker::~Worker() {
 
 // The acceptors (each with its spare descriptor) are made here, before the thread: once every
 // worker is started the process holds all it needs to serve, and says READY=1.
-void Worker::start() {
+int Worker::start() {
   for (int fd : listen_fds_) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd));
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this, gate = gate_.get_future()]() mutable {
+    if (gate.get()) run();
+  });
   ::pthread_setname_np(thread_.native_handle(), ("worker " + std::to_string(id_)).c_str());  // top -H, ps -L
+  held_ = true;
+  if (!cpu_) return 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(*cpu_, &set);
+  return ::pthread_setaffinity_np(thread_.native_handle(), sizeof set, &set);
+}
+
+void Worker::go(bool serve) {
+  held_ = false;
+  gate_.set_value(serve);
 }
 
 void Worker::stop_and_join() {
   if (!thread_.joinable()) return;
+  if (held_) go(false);
   loop_.stop();
   thread_.join();
 }

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -28,12 +30,17 @@ struct WorkerShared {
 
 class Worker {
  public:
-  Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds);
+  // `cpu`: the CPU the thread is pinned to (--cpus), or none.
+  Worker(const WorkerShared& shared, unsigned id, std::vector<int> listen_fds, std::optional<unsigned> cpu);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void start();        // spawns the thread
+  // Spawns the thread, pinned to its CPU if it has one, and holds it until go(): so that no
+  // worker serves unless all could be pinned. 0, or why the thread could not be pinned.
+  int start();
+  // Lets the thread start() spawned serve (true), or end before it has served (false).
+  void go(bool serve);
   void stop_and_join();  // any thread: closes what is left
   // Any thread: stops accepting, then runs `stopped_accepting`; `drained` runs once its last
   // session has ended (at once if there is none). Both run on this worker's thread.
@@ -68,6 +75,9 @@ class Worker {
   RelayBuffers buffers_;
   SocketPool sockets_;
   std::vector<int> listen_fds_;
+  std::optional<unsigned> cpu_;
+  std::promise<bool> gate_;  // go()
+  bool held_ = false;        // started, go() not called yet
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::unique_ptr<Session>> sessions_;
   std::function<void()> on_drained_;  // set while draining

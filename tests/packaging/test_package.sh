@@ -281,6 +281,8 @@ check "completion: balance --loopback-cc sys -> system" \
     test "$(complete_words balance --loopback-cc sys)" = system
 check "completion: balance --loopback-cc r -> reno (always in the kernel)" \
     test "$(complete_words balance --loopback-cc r)" = reno
+check "completion: balance --cp -> --cpus" test "$(complete_words balance --cp)" = --cpus
+check "completion: balance --cpus a -> all" test "$(complete_words balance --cpus a)" = all
 
 echo "package: $passed passed, $failed failed"
 ((failed == 0))

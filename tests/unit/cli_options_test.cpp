@@ -156,6 +156,35 @@ TEST(CliParse, ThreadsLongOptionBothForms) {
   expect_usage({"--threads"}, "option [--threads] needs an argument");
 }
 
+TEST(CliParse, CpusPinOneWorkerToEachCpuInTheOrderGiven) {
+  // --cpus LIST: ranges expanded in the order written; the worker count follows.
+  const Config c = ok({"--cpus", "3,0-1", "80", "localhost"});
+  EXPECT_EQ(c.cpus, (std::vector<unsigned>{3, 0, 1}));
+  EXPECT_EQ(c.threads, 3u);
+  EXPECT_FALSE(c.cpus_all);
+  EXPECT_EQ(ok({"--cpus=1023", "80", "localhost"}).cpus, std::vector<unsigned>{1023});
+  EXPECT_EQ(ok({"--threads", "2", "--cpus", "4-5", "80", "localhost"}).threads, 2u);
+  // all: resolved when balance starts serving (the affinity mask); the thread count waits too.
+  const Config all = ok({"--cpus", "all", "80", "localhost"});
+  EXPECT_TRUE(all.cpus_all);
+  EXPECT_TRUE(all.cpus.empty());
+  EXPECT_EQ(all.threads, 0u);
+  // The last --cpus wins, as for every option.
+  EXPECT_EQ(ok({"--cpus", "all", "--cpus", "2", "80", "localhost"}).cpus, std::vector<unsigned>{2});
+  EXPECT_FALSE(ok({"--cpus", "all", "--cpus", "2", "80", "localhost"}).cpus_all);
+}
+
+TEST(CliParse, BadCpuListsAreUsageErrors) {
+  const std::string what = " for --cpus (CPU numbers 0..1023 and ranges, each once: 0-3,8; or all)";
+  for (const char* bad : {"", "x", "1-0", "0,0", "0-2,1", "0,", ",0", "1024", "0-1024", "-1", "1-", "0--1", " 1",
+                          "1;2", "ALL"}) {
+    expect_usage({"--cpus", bad, "80", "localhost"}, "invalid value [" + std::string(bad) + "]" + what);
+  }
+  expect_usage({"--threads", "3", "--cpus", "0-1", "80", "localhost"},
+               "--threads 3 and --cpus with 2 CPUs disagree (one worker per CPU)");
+  expect_usage({"--cpus"}, "option [--cpus] needs an argument");
+}
+
 TEST(CliParse, UnknownOptionsAreUsageErrors) {
   // An unknown short or long option, or an argument to a long flag, gives the usage text, 64.
   expect_usage({"-x", "80", "localhost"}, "unknown option [-x]");

@@ -36,8 +36,9 @@ class OneWorker {
     table_->append_channel(0, backend, 0, true);
     listener_ = listen_on_loopback(address, SOCK_NONBLOCK, kBacklog);
     if (before_start) before_start(address);
-    worker_ = std::make_unique<Worker>(shared_, 0, std::vector<int>{listener_.get()});
-    worker_->start();
+    worker_ = std::make_unique<Worker>(shared_, 0, std::vector<int>{listener_.get()}, std::nullopt);
+    EXPECT_EQ(worker_->start(), 0);
+    worker_->go(true);
   }
   ~OneWorker() { worker_->stop_and_join(); }
 
