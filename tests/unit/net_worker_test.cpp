@@ -2,6 +2,7 @@
 // serves (its thread ends before its loop runs, so no client of its listener is taken).
 #include "net/worker.h"
 #include "net/sockets.h"
+#include "cpu_mask_util.h"
 #include "net_test_util.h"
 
 #include <sched.h>
@@ -9,7 +10,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <future>
 #include <memory>
@@ -19,16 +19,8 @@
 namespace balance::net {
 namespace {
 
-std::vector<unsigned> own_mask() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  EXPECT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
-  std::vector<unsigned> cpus;
-  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  }
-  return cpus;
-}
+using test::own_cpu_mask;
+using test::cpu_outside_own_mask;
 
 struct Fixture {
   cli::Config config;
@@ -40,7 +32,7 @@ struct Fixture {
 
 TEST(PinnedWorker, ServesOnItsCpu) {
   Fixture f;
-  const unsigned cpu = own_mask().back();
+  const unsigned cpu = own_cpu_mask().back();
   Worker worker(f.shared, 0, {f.listener.get()}, cpu);
   ASSERT_EQ(worker.start(), 0);
   worker.go(true);
@@ -52,10 +44,7 @@ TEST(PinnedWorker, ServesOnItsCpu) {
 
 TEST(PinnedWorker, OneThatCannotBePinnedNeverServes) {
   Fixture f;
-  const std::vector<unsigned> mask = own_mask();
-  unsigned missing = 0;
-  while (std::find(mask.begin(), mask.end(), missing) != mask.end()) ++missing;
-  Worker worker(f.shared, 0, {f.listener.get()}, missing);
+  Worker worker(f.shared, 0, {f.listener.get()}, cpu_outside_own_mask());
   EXPECT_EQ(worker.start(), EINVAL);
   Fd client(::socket(AF_INET, SOCK_STREAM, 0));
   ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&f.address), sizeof f.address), 0);
