@@ -36,6 +36,14 @@ void check_message(const std::string& err) {
 void check_config(const balance::cli::Config& c) {
   check(c.port != 0);
   if (c.mode != balance::cli::Mode::Serve) return;
+  if (!c.cpus.empty()) {  // one worker per CPU named, each named once, each a cpu_set_t can hold
+    check(c.threads == c.cpus.size() && !c.cpus_all);
+    std::vector<bool> seen(1024);
+    for (const unsigned cpu : c.cpus) {
+      check(cpu < seen.size() && !seen[cpu]);
+      seen[cpu] = true;
+    }
+  }
   check(!c.groups.empty() && c.groups.size() <= balance::core::kMaxGroups);
   for (const auto& g : c.groups) {
     check(!g.channels.empty() && g.channels.size() <= balance::core::kMaxChannels);
