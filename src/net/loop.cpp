@@ -49,6 +49,13 @@ bool EventLoop::add(int fd, uint32_t events, Watch& watch) {
   return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
+bool EventLoop::retarget(int fd, uint32_t events, Watch& watch) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = &watch;
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
 void EventLoop::remove(int fd) {
   // ENOENT/EBADF only if the caller never added it: harmless, nothing to undo.
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);

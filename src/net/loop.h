@@ -46,6 +46,11 @@ class EventLoop {
   // Watches `fd`. False (errno set) when the kernel refuses (ENOMEM, or ENOSPC at
   // fs.epoll.max_user_watches): the caller gives up that socket, the process goes on.
   [[nodiscard]] bool add(int fd, uint32_t events, Watch& watch);
+  // Aims the watching of `fd` (added before) at `watch`, for `events`: one EPOLL_CTL_MOD, where a
+  // remove() and an add() cost about four times as much (bench/proto/kernel_costs.cpp). Events
+  // already harvested keep the watch they were harvested for; later ones, read afresh from the
+  // socket, go to `watch`. False (errno set) when the kernel refuses.
+  [[nodiscard]] bool retarget(int fd, uint32_t events, Watch& watch);
   void remove(int fd);
   // Closes a watched descriptor. The close alone takes it out of epoll, which saves a syscall,
   // except while the fork fence is up: then it is removed first.

@@ -72,6 +72,7 @@ void Session::try_next_channel() {
     // A socket of an earlier connection, if one is kept (SocketPool); a bound one (-B) is not.
     Fd reused = config.out_bind ? Fd() : worker_.sockets().take(socket_kind(pick->endpoint, config.loopback_cc));
     const bool was_reused = static_cast<bool>(reused);
+    bool watched = was_reused;  // a kept socket is in epoll already (for the pool)
     ConnectResult r =
         start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc, std::move(reused));
     if (r.status == ConnectStatus::Failed && (was_reused || is_local_resource_error(r.error))) {
@@ -80,6 +81,7 @@ void Session::try_next_channel() {
       const bool freed = worker_.sockets().clear();
       if (was_reused || freed) {
         r = start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc);
+        watched = false;
       }
     }
     // (-a must not disable a healthy channel because balance itself ran out of descriptors.)
@@ -92,7 +94,8 @@ void Session::try_next_channel() {
       continue;
     }
     server_.fd = std::move(r.fd);
-    if (!loop_.add(server_.fd.get(), kStreamEvents, server_watch_)) {
+    if (!(watched ? loop_.retarget(server_.fd.get(), kStreamEvents, server_watch_)
+                  : loop_.add(server_.fd.get(), kStreamEvents, server_watch_))) {
       BALANCE_DEBUG("client %s: cannot watch a socket: %s; closing", peer_.to_string().c_str(), std::strerror(errno));
       server_ = Side{};
       break;  // a resource of this host, like EMFILE above: the channel is not failed
@@ -314,7 +317,6 @@ bool Session::keeps_server_socket(EndReason reason) {
       !worker_.keeps_sockets() || !disconnect_if_over(server_.fd.get())) {
     return false;
   }
-  loop_.remove(server_.fd.get());
   worker_.sockets().keep(std::move(server_.fd), socket_kind(pick_->endpoint, config.loopback_cc));
   return true;
 }

@@ -25,7 +25,11 @@ Fd SocketPool::take(SocketKind kind) {
 
 void SocketPool::keep(Fd fd, SocketKind kind) {
   std::vector<Fd>& fds = slot(kind);
-  if (fds.size() < kMaxIdle) fds.push_back(std::move(fd));
+  if (fds.size() < kMaxIdle && loop_.retarget(fd.get(), EPOLLET, *this)) {
+    fds.push_back(std::move(fd));
+  } else {
+    loop_.close(fd);
+  }
 }
 
 size_t SocketPool::idle() const {
@@ -38,6 +42,7 @@ bool SocketPool::clear() {
   bool any = false;
   for (auto& fds : idle_) {
     any = any || !fds.empty();
+    for (Fd& fd : fds) loop_.close(fd);  // out of epoll first while a fork's child holds a copy
     fds.clear();
   }
   return any;

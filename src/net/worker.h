@@ -73,7 +73,7 @@ class Worker {
   unsigned id_;
   EventLoop loop_;
   RelayBuffers buffers_;
-  SocketPool sockets_;
+  SocketPool sockets_{loop_};
   std::vector<int> listen_fds_;
   std::optional<unsigned> cpu_;
   std::promise<bool> gate_;  // go()
