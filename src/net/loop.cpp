@@ -56,6 +56,13 @@ bool EventLoop::retarget(int fd, uint32_t events, Watch& watch) {
   return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
+bool EventLoop::park(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLET;  // the kernel adds EPOLLHUP and EPOLLERR: each reported once, to no one
+  ev.data.ptr = nullptr;
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
 void EventLoop::remove(int fd) {
   // ENOENT/EBADF only if the caller never added it: harmless, nothing to undo.
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
@@ -104,7 +111,9 @@ void EventLoop::run() {
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timers_.poll_timeout_ms(now_ms_));
     if (n < 0 && errno != EINTR) die("balance: epoll_wait");
     now_ms_ = clock_ms();
-    for (int i = 0; i < n; ++i) static_cast<Watch*>(events[i].data.ptr)->on_events(events[i].events);
+    for (int i = 0; i < n; ++i) {
+      if (auto* watch = static_cast<Watch*>(events[i].data.ptr)) watch->on_events(events[i].events);  // null: parked
+    }
     // Posted tasks run between batches, never in the middle of one: a task may destroy a watch
     // (a drain destroys the acceptors) that a later event of the same batch still points to.
     run_posted();

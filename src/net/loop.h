@@ -51,6 +51,9 @@ class EventLoop {
   // already harvested keep the watch they were harvested for; later ones, read afresh from the
   // socket, go to `watch`. False (errno set) when the kernel refuses.
   [[nodiscard]] bool retarget(int fd, uint32_t events, Watch& watch);
+  // Leaves `fd` (added before) in the epoll set with its events going to no watch: dropped (an
+  // idle socket's EPOLLHUP, once, edge-triggered), until retarget() aims them again.
+  [[nodiscard]] bool park(int fd);
   void remove(int fd);
   // Closes a watched descriptor. The close alone takes it out of epoll, which saves a syscall,
   // except while the fork fence is up: then it is removed first.

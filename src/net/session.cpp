@@ -72,7 +72,7 @@ void Session::try_next_channel() {
     // A socket of an earlier connection, if one is kept (SocketPool); a bound one (-B) is not.
     Fd reused = config.out_bind ? Fd() : worker_.sockets().take(socket_kind(pick->endpoint, config.loopback_cc));
     const bool was_reused = static_cast<bool>(reused);
-    bool watched = was_reused;  // a kept socket is in epoll already (for the pool)
+    bool watched = was_reused;  // a kept socket is in epoll already (parked)
     ConnectResult r =
         start_connect(pick->endpoint, config.out_bind, /*ack_with_data=*/true, config.loopback_cc, std::move(reused));
     if (r.status == ConnectStatus::Failed && (was_reused || is_local_resource_error(r.error))) {

@@ -25,7 +25,7 @@ Fd SocketPool::take(SocketKind kind) {
 
 void SocketPool::keep(Fd fd, SocketKind kind) {
   std::vector<Fd>& fds = slot(kind);
-  if (fds.size() < kMaxIdle && loop_.retarget(fd.get(), EPOLLET, *this)) {
+  if (fds.size() < kMaxIdle && loop_.park(fd.get())) {
     fds.push_back(std::move(fd));
   } else {
     loop_.close(fd);

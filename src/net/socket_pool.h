@@ -10,11 +10,12 @@
 // it when its last connection ends (descriptors back to their baseline), and when descriptors
 // run out.
 //
-// A kept socket stays in the loop's epoll set, registered once for its whole life: while kept,
-// its events go to the pool, which ignores them (a disconnected socket reports EPOLLHUP once);
-// the session that takes it aims them at itself (EventLoop::retarget()). Two EPOLL_CTL_MODs per
-// reuse instead of a DEL and an ADD, and no event can reach a session that no longer owns the
-// socket: epoll reads the socket's state afresh when it reports it, to the watch named then.
+// A kept socket stays in the loop's epoll set, registered once for its whole life: while kept it
+// is parked, its events going to no watch (a disconnected socket reports EPOLLHUP once; see
+// EventLoop::park()); the session that takes it aims them at itself (EventLoop::retarget()). Two
+// EPOLL_CTL_MODs per reuse instead of a DEL and an ADD, and no event can reach a session that no
+// longer owns the socket: epoll reads the socket's state afresh when it reports it, to the watch
+// named then.
 //
 // Threading: one pool per worker thread, used only there.
 #pragma once
@@ -37,7 +38,7 @@ struct SocketKind {
 };
 SocketKind socket_kind(const core::Endpoint& to, std::string_view loopback_cc);
 
-class SocketPool final : public Watch {
+class SocketPool {
  public:
   static constexpr size_t kMaxIdle = 16;  // sockets kept per kind; more are closed
 
@@ -46,8 +47,8 @@ class SocketPool final : public Watch {
   SocketPool& operator=(const SocketPool&) = delete;
   ~SocketPool() { clear(); }
 
-  // A kept socket of `kind`, or an invalid Fd when there is none. It is still watched by the
-  // loop (for the pool): its new owner retargets it rather than adding it.
+  // A kept socket of `kind`, or an invalid Fd when there is none. It is still in the loop's epoll
+  // set (parked): its new owner retargets it rather than adding it.
   Fd take(SocketKind kind);
   // Keeps `fd`, a disconnected socket of `kind` that the loop watches, or closes it if the pool
   // is full.
@@ -57,7 +58,6 @@ class SocketPool final : public Watch {
   bool clear();
 
  private:
-  void on_events(uint32_t) override {}  // an idle socket's news (its EPOLLHUP) concern no one
   std::vector<Fd>& slot(SocketKind kind);
   EventLoop& loop_;
   std::array<std::vector<Fd>, 4> idle_;  // v4, v4 with loopback cc, v6, v6 with loopback cc

@@ -1,5 +1,5 @@
 // The worker's pool of sockets kept for later connects: by kind, bounded, emptied on request, and
-// still watched by the loop while kept, for the pool (which ignores what they report).
+// still in the loop's epoll set while kept, parked (their events go to no watch).
 #include "net/socket_pool.h"
 
 #include <fcntl.h>
@@ -92,7 +92,7 @@ TEST(SocketPool, KeepsAtMostItsLimitPerKindAndClosesTheRest) {
   EXPECT_FALSE(pool.clear());
 }
 
-TEST(SocketPool, AKeptSocketsEventsGoToThePoolUntilANewOwnerTakesIt) {
+TEST(SocketPool, AKeptSocketIsParkedUntilANewOwnerTakesIt) {
   // A socket that is not connected reports EPOLLHUP (and EPOLLOUT), as a disconnected kept one does.
   Loop l;
   SocketPool pool(l.loop);
