@@ -42,26 +42,19 @@ void EventLoop::Waker::on_events(uint32_t) {
   }
 }
 
-bool EventLoop::add(int fd, uint32_t events, Watch& watch) {
+bool EventLoop::control(int op, int fd, uint32_t events, Watch* watch) {
   epoll_event ev{};
   ev.events = events;
-  ev.data.ptr = &watch;
-  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  ev.data.ptr = watch;
+  return ::epoll_ctl(epoll_.get(), op, fd, &ev) == 0;
 }
 
-bool EventLoop::retarget(int fd, uint32_t events, Watch& watch) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.ptr = &watch;
-  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
-}
+bool EventLoop::add(int fd, uint32_t events, Watch& watch) { return control(EPOLL_CTL_ADD, fd, events, &watch); }
 
-bool EventLoop::park(int fd) {
-  epoll_event ev{};
-  ev.events = EPOLLET;  // the kernel adds EPOLLHUP and EPOLLERR: each reported once, to no one
-  ev.data.ptr = nullptr;
-  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
-}
+bool EventLoop::retarget(int fd, uint32_t events, Watch& watch) { return control(EPOLL_CTL_MOD, fd, events, &watch); }
+
+// The kernel adds EPOLLHUP and EPOLLERR to any mask: each is reported once (edge-triggered), to no one.
+bool EventLoop::park(int fd) { return control(EPOLL_CTL_MOD, fd, EPOLLET, nullptr); }
 
 void EventLoop::remove(int fd) {
   // ENOENT/EBADF only if the caller never added it: harmless, nothing to undo.

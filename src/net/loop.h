@@ -97,6 +97,8 @@ class EventLoop {
     EventLoop& loop_;
   };
 
+  // epoll_ctl(op) of `fd` for `events`, reported to `watch` (null: to no one).
+  bool control(int op, int fd, uint32_t events, Watch* watch);
   void run_deferred();
   void run_posted();
   void wake();
